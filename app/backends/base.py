@@ -1,0 +1,82 @@
+"""The one small interface every store implements (memory, SQLite, Redis).
+
+A store keeps what must outlive a connection: the durable events with their
+``seq`` (the history ring), the ``epoch``, the idempotency keys of recent
+``clientId``s, and the bots' enable states. The hub appends drafts in batches
+and only acks a message after ``append`` returned.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import orjson
+
+from app.core import Draft
+
+__all__ = ["Committed", "Record", "Store", "encode_data", "new_epoch"]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A stored durable event: its ``data`` is the JSON the clients receive (with ``seq``)."""
+
+    seq: int
+    type: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """The result of appending one draft.
+
+    ``first_id`` is set when the draft repeated an earlier ``clientId`` of the same
+    user: then nothing was stored and ``seq`` is the first copy's.
+    """
+
+    seq: int
+    first_id: str | None = None
+    record: Record | None = None
+
+
+def encode_data(draft: Draft, seq: int) -> bytes:
+    """The event's data as stored and sent: the draft's fields plus ``seq``."""
+    return orjson.dumps({**draft.data, "seq": seq})
+
+
+def new_epoch() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+class Store(Protocol):
+    """Durable history and small state. All methods may be called concurrently."""
+
+    @property
+    def epoch(self) -> str: ...
+
+    async def open(self) -> None:
+        """Connect / create; after this ``epoch`` is valid."""
+
+    async def close(self) -> None: ...
+
+    async def append(self, drafts: Sequence[Draft]) -> list[Committed]:
+        """Store drafts in order, assigning consecutive seqs; one result per draft.
+
+        A ``clear`` draft deletes every earlier event. History beyond the store's
+        limit is trimmed; seqs never repeat or go back.
+        """
+
+    async def since(self, seq: int) -> list[Record] | None:
+        """Every record after ``seq`` in order, or None when some are no longer stored."""
+
+    async def recent(self, limit: int) -> list[Record]:
+        """The newest ``limit`` records, oldest first."""
+
+    async def last_seq(self) -> int: ...
+
+    async def bot_states(self) -> dict[str, bool]: ...
+
+    async def set_bot_state(self, name: str, enabled: bool) -> None: ...

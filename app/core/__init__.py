@@ -1,0 +1,36 @@
+"""The sans-I/O chat core: plain Python, standard library only.
+
+Inputs are parsed client messages, connections and the time; outputs are
+``Output`` lists (:mod:`app.core.outputs`). Transports and backends import this
+package; it imports none of them.
+"""
+
+from .chat import Bot, Chat, ChatConfig, Identity
+from .errors import ClientError
+from .messages import ClientMessage, parse, parse_data
+from .outputs import Append, Broadcast, Close, Draft, Event, Output, Reply, SaveBotState, Send
+from .presence import Peer
+from .rollout import Assignment, Rollout
+
+__all__ = [
+    "Append",
+    "Assignment",
+    "Bot",
+    "Broadcast",
+    "Chat",
+    "ChatConfig",
+    "ClientError",
+    "ClientMessage",
+    "Close",
+    "Draft",
+    "Event",
+    "Identity",
+    "Output",
+    "Peer",
+    "Reply",
+    "Rollout",
+    "SaveBotState",
+    "Send",
+    "parse",
+    "parse_data",
+]

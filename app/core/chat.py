@@ -1,0 +1,391 @@
+"""The chat core: one room, driven by parsed messages and the clock.
+
+Sans-I/O: :class:`Chat` takes inputs — a peer connected or left, a parsed client
+message, the time passing, a durable event committed — and returns ``Output``
+lists (see :mod:`app.core.outputs`). It never awaits, never touches a socket,
+a database or the wall clock on its own (``clock`` is injected). That is what
+lets one core serve the WebSocket and the SSE+POST adapters alike.
+
+After each call the caller must carry out the returned outputs in order, and
+must call :meth:`Chat.tick` no later than :meth:`Chat.next_deadline`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ClientError
+from .messages import (
+    MAX_TEXT_CHARS,
+    AiRequest,
+    Auth,
+    BotToggle,
+    Clear,
+    ClientMessage,
+    MediaState,
+    Ping,
+    Ready,
+    Signal,
+    Typing,
+)
+from .messages import (
+    Chat as ChatMessage,
+)
+from .outputs import Append, Broadcast, Close, Draft, Event, Output, Reply, SaveBotState, Send
+from .presence import Peer, Presence, summarize
+from .ratelimit import Bucket, Rate
+
+__all__ = ["Bot", "Chat", "ChatConfig", "Identity"]
+
+CLOSE_HEARTBEAT = 4408
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """A verified user (from a signed token)."""
+
+    user_id: str
+    user_name: str
+
+
+@dataclass(slots=True)
+class Bot:
+    name: str
+    display_name: str
+    personality: str
+    enabled: bool = True
+
+    def wire(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "displayName": self.display_name,
+            "personality": self.personality,
+            "enabled": self.enabled,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ChatConfig:
+    typing_timeout: float = 5.0
+    presence_grace: float = 5.0
+    presence_batch: float = 0.25
+    heartbeat_interval: float = 30.0
+    heartbeat_timeout: float = 75.0
+    history_limit: int = 256
+    max_message_bytes: int = 65536
+    rate_chat: Rate = field(default_factory=lambda: Rate(5, 20))
+    rate_signal: Rate = field(default_factory=lambda: Rate(50, 200))
+    rate_other: Rate = field(default_factory=lambda: Rate(20, 60))
+    node: str = "local"
+
+    def limits(self) -> dict[str, Any]:
+        return {
+            "maxMessageBytes": self.max_message_bytes,
+            "maxTextChars": MAX_TEXT_CHARS,
+            "historyLimit": self.history_limit,
+            "typingTimeout": self.typing_timeout,
+            "presenceGrace": self.presence_grace,
+            "heartbeatTimeout": self.heartbeat_timeout,
+        }
+
+
+def _ack(ref: str | None, **fields: Any) -> Reply:
+    data = dict(fields)
+    if ref is not None:
+        data["ref"] = ref
+    return Reply(Event("ack", data))
+
+
+class Chat:
+    """One chat room's live state: presence, typing, bots, rate limits, heartbeats."""
+
+    def __init__(
+        self,
+        config: ChatConfig,
+        bots: list[Bot] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.presence = Presence(config.presence_grace, config.presence_batch)
+        self.bots: dict[str, Bot] = {b.name: b for b in bots or []}
+        self._clock = clock
+        self._typing: dict[str, tuple[str, float]] = {}  # user_id → (name, expires_at)
+        self._buckets: dict[tuple[str, str], Bucket] = {}
+        self._seen: dict[str, float] = {}  # local WebSocket peers → last frame time
+        self._next_heartbeat_scan = 0.0
+
+    # ------------------------------------------------------------ connections
+
+    def connect(self, peer: Peer, now: float) -> list[Output]:
+        """A connection authenticated. Send it :meth:`greeting` events next."""
+        self.presence.add(peer, now)
+        if peer.transport == "ws":
+            self._seen[peer.peer_id] = now
+        return self._flush_presence(now)
+
+    def disconnect(self, peer_id: str, now: float) -> list[Output]:
+        self._seen.pop(peer_id, None)
+        peer = self.presence.remove(peer_id, now)
+        if peer is None:
+            return []
+        return self._flush_presence(now)
+
+    def ready_event(
+        self, peer: Peer, *, epoch: str, last_seq: int, recovered: bool, ice_servers: list[Any]
+    ) -> Event:
+        return Event(
+            "ready",
+            {
+                "userId": peer.user_id,
+                "userName": peer.user_name,
+                "peerId": peer.peer_id,
+                "transport": peer.transport,
+                "epoch": epoch,
+                "lastSeq": last_seq,
+                "recovered": recovered,
+                "heartbeatInterval": self.config.heartbeat_interval,
+                "iceServers": ice_servers,
+                "limits": self.config.limits(),
+            },
+        )
+
+    def snapshot_events(self) -> list[Event]:
+        """``presence`` and ``bot-state`` for a peer that just connected."""
+        return [
+            Event("presence", {"users": self.presence.snapshot()}),
+            self.bot_state_event(),
+        ]
+
+    def bot_state_event(self) -> Event:
+        return Event("bot-state", {"bots": [b.wire() for b in self.bots.values()]})
+
+    def peer_of(self, user_id: str, peer_id: str | None) -> Peer:
+        """The sending peer of a POST: named, or the user's only one.
+
+        Raises ``forbidden`` for another user's peer, ``not_found`` when none fits.
+        """
+        if peer_id is not None:
+            peer = self.presence.peers.get(peer_id)
+            if peer is None:
+                raise ClientError("not_found", "no open stream with that peerId")
+            if peer.user_id != user_id:
+                raise ClientError("forbidden", "that peer belongs to another user")
+            return peer
+        user = self.presence.users.get(user_id)
+        mine = list(user.peers.values()) if user else []
+        if len(mine) == 1:
+            return mine[0]
+        if not mine:
+            raise ClientError("not_found", "open /api/chat-stream first")
+        raise ClientError("invalid", "several tabs are open: send X-Lastra-Peer")
+
+    # --------------------------------------------------------------- messages
+
+    def touch(self, peer_id: str, now: float) -> None:
+        """Any frame from a WebSocket peer proves it alive."""
+        if peer_id in self._seen:
+            self._seen[peer_id] = now
+
+    def receive(
+        self, user: Identity, peer_id: str | None, msg: ClientMessage, now: float
+    ) -> list[Output]:
+        """Handle one parsed message from ``user`` (on ``peer_id``, if it has one).
+
+        Raises :class:`ClientError` for the client's mistakes; the caller turns
+        it into an ``error`` event or HTTP error body.
+        """
+        if isinstance(msg, Ping):
+            self._limit(user, "other", now, msg.ref)
+            return [Reply(Event("pong", {"t": msg.t}))]
+        if isinstance(msg, ChatMessage):
+            self._limit(user, "chat", now, msg.ref)
+            return self._chat(user, msg, now)
+        if isinstance(msg, Signal):
+            self._limit(user, "signal", now, msg.ref)
+            return self._signal(user, peer_id, msg)
+        self._limit(user, "other", now, msg.ref)
+        if isinstance(msg, Typing):
+            out = self._set_typing(user, msg.is_typing, now)
+            return out + self._ok(msg.ref)
+        if isinstance(msg, MediaState):
+            peer = self._own_peer(user, peer_id, msg.ref)
+            for name in ("camera", "mic", "screen"):
+                value = getattr(msg, name)
+                if value is not None:
+                    setattr(peer, name, value)
+            self.presence.changed(peer.peer_id, now)
+            return self._flush_presence(now) + self._ok(msg.ref)
+        if isinstance(msg, Ready):
+            peer = self._own_peer(user, peer_id, msg.ref)
+            if not peer.ready:
+                peer.ready = True
+                self.presence.changed(peer.peer_id, now)
+            return self._flush_presence(now) + self._ok(msg.ref)
+        if isinstance(msg, BotToggle):
+            bot = self.bots.get(msg.bot)
+            if bot is None:
+                raise ClientError("not_found", f"no bot named {msg.bot!r}", msg.ref)
+            bot.enabled = msg.enabled
+            return [
+                SaveBotState(bot.name, bot.enabled),
+                Broadcast(self.bot_state_event()),
+                *self._ok(msg.ref),
+            ]
+        if isinstance(msg, Clear):
+            by = {"userId": user.user_id, "userName": user.user_name}
+            data = {"id": _new_id(), "ts": self._ts(), "by": by}
+            return [Append(Draft("clear", data, user.user_id, None, msg.ref))]
+        if isinstance(msg, AiRequest):
+            raise ClientError("ai_unavailable", "no AI provider is configured", msg.ref)
+        if isinstance(msg, Auth):
+            raise ClientError("invalid", "already authenticated", msg.ref)
+        raise ClientError("unknown_type", "unsupported message", None)  # pragma: no cover
+
+    def committed(self, draft: Draft, seq: int, first_id: str | None = None) -> list[Output]:
+        """``draft`` is durable with ``seq``; ``first_id`` is set when it was a duplicate.
+
+        A duplicate (same user, same clientId) is acked with the first copy's
+        ``id``/``seq`` and not broadcast again.
+        """
+        out: list[Output] = []
+        duplicate = first_id is not None
+        if not duplicate:
+            out.append(Broadcast(draft.event(seq)))
+        if draft.type == "chat" and draft.user_id is not None:
+            out.append(_ack(draft.ref, clientId=draft.client_id, id=first_id or draft.id, seq=seq))
+        elif draft.ref is not None:
+            out.append(_ack(draft.ref, seq=seq))
+        return out
+
+    # ------------------------------------------------------------------ time
+
+    def tick(self, now: float) -> list[Output]:
+        """Expire typing, presence grace and heartbeats; flush presence batches."""
+        out: list[Output] = []
+        for user_id, (name, expires) in list(self._typing.items()):
+            if expires <= now:
+                del self._typing[user_id]
+                out.append(Broadcast(_typing_event(user_id, name, False)))
+        self.presence.expire(now)
+        out += self._flush_presence(now)
+        if now >= self._next_heartbeat_scan:
+            self._next_heartbeat_scan = now + min(1.0, self.config.heartbeat_timeout / 4)
+            limit = now - self.config.heartbeat_timeout
+            for peer_id, seen in list(self._seen.items()):
+                if seen < limit:
+                    del self._seen[peer_id]
+                    out.append(Close(peer_id, CLOSE_HEARTBEAT, "heartbeat-timeout"))
+        return out
+
+    def next_deadline(self) -> float | None:
+        deadlines = [exp for _, exp in self._typing.values()]
+        presence = self.presence.next_deadline()
+        if presence is not None:
+            deadlines.append(presence)
+        if self._seen:
+            deadlines.append(self._next_heartbeat_scan)
+        return min(deadlines) if deadlines else None
+
+    # -------------------------------------------------------------- internals
+
+    def _ts(self) -> int:
+        return int(self._clock() * 1000)
+
+    def _ok(self, ref: str | None) -> list[Output]:
+        return [_ack(ref)] if ref is not None else []
+
+    def _limit(self, user: Identity, kind: str, now: float, ref: str | None) -> None:
+        key = (user.user_id, kind)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            rate = {"chat": self.config.rate_chat, "signal": self.config.rate_signal}.get(
+                kind, self.config.rate_other
+            )
+            bucket = self._buckets[key] = Bucket(rate, now)
+            if len(self._buckets) > 100_000:  # bound memory against user-id churn
+                self._buckets = {key: bucket}
+        if not bucket.take(now):
+            raise ClientError("rate_limited", f"too many {kind} messages; slow down", ref)
+
+    def _own_peer(self, user: Identity, peer_id: str | None, ref: str | None) -> Peer:
+        try:
+            return self.peer_of(user.user_id, peer_id)
+        except ClientError as exc:
+            exc.ref = ref
+            raise
+
+    def _chat(self, user: Identity, msg: ChatMessage, now: float) -> list[Output]:
+        out = self._set_typing(user, False, now)
+        data = {
+            "id": _new_id(),
+            "ts": self._ts(),
+            "kind": "user",
+            "userId": user.user_id,
+            "userName": user.user_name,
+            "text": msg.text,
+        }
+        if msg.client_id is not None:
+            data["clientId"] = msg.client_id
+        out.append(Append(Draft("chat", data, user.user_id, msg.client_id, msg.ref)))
+        return out
+
+    def _signal(self, user: Identity, peer_id: str | None, msg: Signal) -> list[Output]:
+        sender = self._own_peer(user, peer_id, msg.ref)
+        target = self.presence.peers.get(msg.to)
+        if target is None:
+            raise ClientError("not_found", "no peer with that peerId is connected", msg.ref)
+        event = Event(
+            "webrtc-signal",
+            {
+                "from": sender.peer_id,
+                "fromUser": {"userId": user.user_id, "userName": user.user_name},
+                "signal": msg.signal,
+                "stream": msg.stream,
+            },
+        )
+        return [Send(target.peer_id, event), *self._ok(msg.ref)]
+
+    def _set_typing(self, user: Identity, typing: bool, now: float) -> list[Output]:
+        was = user.user_id in self._typing
+        if typing:
+            self._typing[user.user_id] = (user.user_name, now + self.config.typing_timeout)
+        else:
+            self._typing.pop(user.user_id, None)
+        if was == typing:
+            return []
+        return [Broadcast(_typing_event(user.user_id, user.user_name, typing))]
+
+    def _flush_presence(self, now: float) -> list[Output]:
+        flush = self.presence.flush(now)
+        if flush is None:
+            return []
+        out: list[Output] = []
+        if flush.upsert or flush.remove:
+            diff = {"upsert": flush.upsert, "remove": flush.remove}
+            out.append(Broadcast(Event("presence-diff", diff)))
+        for names, verb in ((flush.joined, "joined"), (flush.left, "left")):
+            if names:
+                out.append(Append(Draft("chat", self._system(summarize(names, verb)))))
+        return out
+
+    def _system(self, text: str) -> dict[str, Any]:
+        return {
+            "id": _new_id(),
+            "ts": self._ts(),
+            "kind": "system",
+            "userId": None,
+            "userName": None,
+            "text": text,
+        }
+
+
+def _typing_event(user_id: str, name: str, typing: bool) -> Event:
+    return Event("typing", {"userId": user_id, "userName": name, "isTyping": typing})
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex

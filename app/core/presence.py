@@ -1,0 +1,161 @@
+"""Who is online: users, their peers (one per tab), grace and batching.
+
+A user's life, as a transition table (state, input) → state:
+
+    ABSENT  + peer joins         → PRESENT   (announce "joined")
+    PRESENT + peer joins/leaves  → PRESENT   (while ≥ 1 peer remains)
+    PRESENT + last peer leaves   → LEAVING   (deadline = now + grace)
+    LEAVING + peer joins         → PRESENT   (a reload: no announcement)
+    LEAVING + deadline passes    → ABSENT    (announce "left")
+
+Every change marks the user dirty; dirty users are flushed together at most
+every ``batch`` seconds as one ``presence-diff`` and one system message, so a
+crowd arriving at once costs the room a few events rather than one per pair.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Flush", "Peer", "Presence", "UserEntry", "summarize"]
+
+
+@dataclass(slots=True)
+class Peer:
+    """One connection (one tab). ``node`` names the process that holds it."""
+
+    peer_id: str
+    user_id: str
+    user_name: str
+    transport: str
+    node: str = ""
+    camera: bool = False
+    mic: bool = False
+    screen: bool = False
+    ready: bool = False
+
+    def wire(self) -> dict[str, Any]:
+        return {
+            "peerId": self.peer_id,
+            "transport": self.transport,
+            "media": {"camera": self.camera, "mic": self.mic, "screen": self.screen},
+            "ready": self.ready,
+        }
+
+
+@dataclass(slots=True)
+class UserEntry:
+    user_id: str
+    user_name: str
+    peers: dict[str, Peer] = field(default_factory=dict)
+    leaving_at: float | None = None
+
+    def wire(self) -> dict[str, Any]:
+        return {
+            "userId": self.user_id,
+            "userName": self.user_name,
+            "peers": [p.wire() for p in self.peers.values()],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Flush:
+    """One batch of presence changes, ready to broadcast."""
+
+    upsert: list[dict[str, Any]]
+    remove: list[str]
+    joined: list[str]
+    left: list[str]
+
+
+def summarize(names: list[str], verb: str) -> str:
+    """ "Ada joined", "Ada and Bob joined", "Ada, Bob and 12 others joined"."""
+    if len(names) == 1:
+        return f"{names[0]} {verb}"
+    if len(names) == 2:
+        return f"{names[0]} and {names[1]} {verb}"
+    if len(names) == 3:
+        return f"{names[0]}, {names[1]} and {names[2]} {verb}"
+    return f"{names[0]}, {names[1]} and {len(names) - 2} others {verb}"
+
+
+class Presence:
+    """The presence table. Pure state: the caller supplies ``now`` and flushes."""
+
+    def __init__(self, grace: float, batch: float) -> None:
+        self.grace = grace
+        self.batch = batch
+        self.users: dict[str, UserEntry] = {}
+        self.peers: dict[str, Peer] = {}
+        self._dirty: set[str] = set()
+        self._joined: list[str] = []
+        self._left: list[str] = []
+        self._flush_at: float | None = None
+        self._leaving: dict[str, float] = {}  # user_id → deadline; keeps ``expire`` O(leaving)
+
+    def _mark(self, user_id: str, now: float) -> None:
+        self._dirty.add(user_id)
+        if self._flush_at is None:
+            self._flush_at = now + self.batch
+
+    def add(self, peer: Peer, now: float) -> None:
+        user = self.users.get(peer.user_id)
+        if user is None:
+            user = self.users[peer.user_id] = UserEntry(peer.user_id, peer.user_name)
+            self._joined.append(peer.user_name)
+        user.leaving_at = None
+        self._leaving.pop(peer.user_id, None)
+        user.user_name = peer.user_name
+        user.peers[peer.peer_id] = peer
+        self.peers[peer.peer_id] = peer
+        self._mark(peer.user_id, now)
+
+    def remove(self, peer_id: str, now: float) -> Peer | None:
+        peer = self.peers.pop(peer_id, None)
+        if peer is None:
+            return None
+        user = self.users.get(peer.user_id)
+        if user is not None:
+            user.peers.pop(peer_id, None)
+            if not user.peers:
+                user.leaving_at = self._leaving[user.user_id] = now + self.grace
+            self._mark(peer.user_id, now)
+        return peer
+
+    def changed(self, peer_id: str, now: float) -> None:
+        """A peer's media or ready flag changed."""
+        peer = self.peers.get(peer_id)
+        if peer is not None:
+            self._mark(peer.user_id, now)
+
+    def expire(self, now: float) -> None:
+        """Users whose grace ran out leave."""
+        for user_id, deadline in list(self._leaving.items()):
+            if deadline <= now:
+                del self._leaving[user_id]
+                user = self.users.pop(user_id)
+                self._left.append(user.user_name)
+                self._mark(user_id, now)
+
+    def next_deadline(self) -> float | None:
+        deadlines = list(self._leaving.values())
+        if self._flush_at is not None:
+            deadlines.append(self._flush_at)
+        return min(deadlines) if deadlines else None
+
+    def flush(self, now: float) -> Flush | None:
+        """The pending batch, when its time has come (``batch == 0``: at once)."""
+        if self._flush_at is None or now < self._flush_at:
+            return None
+        upsert = [self.users[u].wire() for u in sorted(self._dirty) if u in self.users]
+        remove = [u for u in sorted(self._dirty) if u not in self.users]
+        out = Flush(upsert, remove, self._joined, self._left)
+        self._dirty = set()
+        self._joined = []
+        self._left = []
+        self._flush_at = None
+        return out
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        return [u.wire() for u in self.users.values()]

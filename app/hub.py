@@ -1,0 +1,363 @@
+"""The asyncio pump around the sans-I/O core.
+
+The hub owns the live connections, carries out the core's outputs, runs the
+durable pipeline (drafts → store → ``committed``) and the timer. Transports
+hand it authenticated connections and decoded frames; they never touch the core
+directly, and the core never sees a socket.
+
+Ordering: one pipeline task appends drafts in batches and broadcasts them in
+``seq`` order, so every client sees durable events in one order. A connection
+that is still being synced (ready, replay, snapshots) buffers broadcasts and
+drops durable ones it already got, by ``seq``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import deque
+from typing import Any
+
+from app.backends.base import Committed, Store
+from app.core import (
+    Append,
+    Broadcast,
+    Chat,
+    ClientError,
+    Close,
+    Draft,
+    Event,
+    Identity,
+    Output,
+    Peer,
+    Reply,
+    SaveBotState,
+    Send,
+    parse,
+)
+from app.core.messages import ClientMessage
+from app.transports.codec import Frame, decode, encode_event, frame_from_record, history_frame
+
+__all__ = ["Connection", "Hub"]
+
+log = logging.getLogger("lastra.hub")
+
+CLOSE_SLOW = 4409
+CLOSE_RESTART = 1012
+
+
+class Connection:
+    """One client connection's outbound side: a bounded queue a writer drains.
+
+    ``push`` never awaits, so a broadcast never waits on a slow client; a client
+    whose queue overflows is closed with 4409 and resumes on reconnect.
+    """
+
+    __slots__ = (
+        "_pending",
+        "_queue",
+        "_wake",
+        "close_code",
+        "close_reason",
+        "closing",
+        "identity",
+        "last_seq",
+        "limit",
+        "peer",
+        "syncing",
+        "transport",
+    )
+
+    def __init__(self, identity: Identity, transport: str, limit: int) -> None:
+        self.identity = identity
+        self.transport = transport
+        self.limit = limit
+        self.peer = Peer(
+            "p_" + uuid.uuid4().hex[:16], identity.user_id, identity.user_name, transport
+        )
+        self._queue: deque[Frame] = deque()
+        self._pending: list[Frame] = []
+        self._wake = asyncio.Event()
+        self.closing = False
+        self.close_code = 1000
+        self.close_reason = ""
+        self.last_seq = -1
+        self.syncing = True
+
+    @property
+    def peer_id(self) -> str:
+        return self.peer.peer_id
+
+    def push(self, frame: Frame) -> None:
+        if self.closing:
+            return
+        if self.syncing:
+            self._pending.append(frame)
+            if len(self._pending) > self.limit:
+                self.close(CLOSE_SLOW, "slow-consumer")
+            return
+        if frame.seq is not None:
+            if frame.seq <= self.last_seq:
+                return  # already delivered by replay
+            self.last_seq = frame.seq
+        if len(self._queue) >= self.limit:
+            self.close(CLOSE_SLOW, "slow-consumer")
+            return
+        self._queue.append(frame)
+        self._wake.set()
+
+    def start(self, greeting: list[Frame]) -> None:
+        """Queue the greeting, then what arrived while it was built, minus duplicates."""
+        pending, self._pending = self._pending, []
+        self.syncing = False
+        for frame in greeting:
+            self.push(frame)
+        for frame in pending:
+            self.push(frame)
+
+    def close(self, code: int, reason: str) -> None:
+        """Ask the writer to close. Overflow drops the queue (the client resumes)."""
+        if self.closing:
+            return
+        self.closing = True
+        self.close_code = code
+        self.close_reason = reason
+        if code == CLOSE_SLOW:
+            self._queue.clear()
+        self._wake.set()
+
+    async def next_batch(self) -> list[Frame] | None:
+        """Frames to write now; None once closing and drained."""
+        while not self._queue:
+            if self.closing:
+                return None
+            self._wake.clear()
+            await self._wake.wait()
+        batch = list(self._queue)
+        self._queue.clear()
+        return batch
+
+    def queued(self) -> int:
+        return len(self._queue)
+
+
+class Hub:
+    """Connections + core + store, glued by asyncio."""
+
+    def __init__(self, core: Chat, store: Store, *, ice_servers: list[Any] | None = None) -> None:
+        self.core = core
+        self.store = store
+        self.ice_servers = ice_servers or []
+        self.conns: dict[str, Connection] = {}
+        self._drafts: asyncio.Queue[Draft] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        await self.store.open()
+        for name, enabled in (await self.store.bot_states()).items():
+            if name in self.core.bots:
+                self.core.bots[name].enabled = enabled
+        self._tasks = [
+            asyncio.create_task(self._pipeline(), name="lastra-pipeline"),
+            asyncio.create_task(self._timer(), name="lastra-timer"),
+        ]
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Close every connection with 1012, finish in-flight writes, close the store."""
+        for conn in list(self.conns.values()):
+            conn.close(CLOSE_RESTART, "server-restart")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._drained(), timeout)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.store.close()
+
+    async def _drained(self) -> None:
+        await self._drafts.join()
+
+    # ------------------------------------------------------------- connections
+
+    async def attach(self, conn: Connection, last_seq: int | None, epoch: str | None) -> None:
+        """Register ``conn`` and queue its greeting: ready, replay or history, snapshots."""
+        self.conns[conn.peer_id] = conn
+        now = time.monotonic()
+        self.run(self.core.connect(conn.peer, now), conn)
+        store = self.store
+        replay = None
+        if last_seq is not None and epoch == store.epoch:
+            replay = await store.since(last_seq)
+        current = await store.last_seq()
+        recovered = replay is not None
+        ready = self.core.ready_event(
+            conn.peer,
+            epoch=store.epoch,
+            last_seq=current,
+            recovered=recovered,
+            ice_servers=self.ice_servers,
+        )
+        frames = [encode_event(ready)]
+        if replay is not None:
+            frames += [frame_from_record(r.type, r.seq, r.data, store.epoch) for r in replay]
+        else:
+            recent = await store.recent(self.core.config.history_limit)
+            frames.append(history_frame([r.data for r in recent if r.type == "chat"]))
+            if recent:
+                conn.last_seq = recent[-1].seq  # pending copies of these are dropped
+        frames += [encode_event(e) for e in self.core.snapshot_events()]
+        conn.start(frames)
+
+    def detach(self, conn: Connection) -> None:
+        if self.conns.pop(conn.peer_id, None) is not None:
+            self.run(self.core.disconnect(conn.peer_id, time.monotonic()), None)
+
+    # ---------------------------------------------------------------- messages
+
+    def frame(self, conn: Connection, raw: str | bytes) -> None:
+        """One client frame from a WebSocket connection."""
+        now = time.monotonic()
+        self.core.touch(conn.peer_id, now)
+        ref = None
+        try:
+            try:
+                obj = decode(raw)
+            except ValueError:
+                raise ClientError("bad_json", "the frame is not valid JSON") from None
+            if isinstance(obj, dict) and isinstance(obj.get("ref"), str):
+                ref = obj["ref"][:64]
+            msg = parse(obj)
+            self.run(self.core.receive(conn.identity, conn.peer_id, msg, now), conn)
+        except ClientError as exc:
+            self.frame_error(conn, exc)
+        except Exception:
+            trace = uuid.uuid4().hex[:12]
+            log.exception("internal error handling a frame (trace %s)", trace)
+            data: dict[str, Any] = {"code": "internal", "message": f"internal error {trace}"}
+            if ref is not None:
+                data["ref"] = ref
+            conn.push(encode_event(Event("error", data)))
+
+    def frame_error(self, conn: Connection, err: ClientError) -> None:
+        conn.push(encode_event(Event("error", err.data())))
+
+    async def submit(
+        self, identity: Identity, peer_id: str | None, msg: ClientMessage, timeout: float = 10.0
+    ) -> dict[str, Any]:
+        """One message from a POST: returns the ack data or raises ClientError."""
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        waits = self.run(self.core.receive(identity, peer_id, msg, time.monotonic()), fut)
+        if not fut.done() and not waits:
+            return {}
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            raise ClientError(
+                "internal", "the store did not answer in time", getattr(msg, "ref", None)
+            ) from None
+
+    def run(self, outputs: list[Output], origin: Connection | asyncio.Future[Any] | None) -> bool:
+        """Carry out outputs; True when an ``Append`` will answer ``origin`` later."""
+        waits = False
+        for out in outputs:
+            if isinstance(out, Broadcast):
+                self.broadcast(encode_event(out.event))
+            elif isinstance(out, Send):
+                conn = self.conns.get(out.peer_id)
+                if conn is not None:
+                    conn.push(encode_event(out.event))
+            elif isinstance(out, Reply):
+                _answer(origin, out.event)
+            elif isinstance(out, Append):
+                out.draft.origin = origin
+                self._drafts.put_nowait(out.draft)
+                waits = waits or origin is not None
+            elif isinstance(out, Close):
+                conn = self.conns.get(out.peer_id)
+                if conn is not None:
+                    conn.close(out.code, out.reason)
+            elif isinstance(out, SaveBotState):
+                task = asyncio.create_task(self.store.set_bot_state(out.name, out.enabled))
+                task.add_done_callback(_log_failure)
+        return waits
+
+    def broadcast(self, frame: Frame) -> None:
+        for conn in list(self.conns.values()):
+            conn.push(frame)
+
+    # ----------------------------------------------------------------- tasks
+
+    async def _pipeline(self) -> None:
+        """Append drafts in batches, then ack and broadcast them in seq order."""
+        while True:
+            first = await self._drafts.get()
+            batch = [first]
+            while not self._drafts.empty() and len(batch) < 512:
+                batch.append(self._drafts.get_nowait())
+            try:
+                results = await self.store.append(batch)
+            except Exception:
+                trace = uuid.uuid4().hex[:12]
+                log.exception("store append failed (trace %s); nothing was acked", trace)
+                for draft in batch:
+                    err = ClientError(
+                        "internal", f"could not store the message ({trace})", draft.ref
+                    )
+                    _fail(draft.origin, err)
+            else:
+                for draft, result in zip(batch, results, strict=True):
+                    self._commit(draft, result)
+            for _ in batch:
+                self._drafts.task_done()
+
+    def _commit(self, draft: Draft, result: Committed) -> None:
+        origin = draft.origin
+        assert origin is None or isinstance(origin, Connection | asyncio.Future)
+        for out in self.core.committed(draft, result.seq, result.first_id):
+            if isinstance(out, Broadcast) and result.record is not None:
+                rec = result.record
+                self.broadcast(frame_from_record(rec.type, rec.seq, rec.data, self.store.epoch))
+            else:
+                self.run([out], origin)
+        if isinstance(origin, asyncio.Future) and not origin.done():
+            origin.set_result({})
+
+    async def _timer(self) -> None:
+        while True:
+            now = time.monotonic()
+            deadline = self.core.next_deadline()
+            delay = 0.1 if deadline is None else min(0.1, max(0.005, deadline - now))
+            await asyncio.sleep(delay)
+            try:
+                self.run(self.core.tick(time.monotonic()), None)
+            except Exception:
+                log.exception("timer tick failed")
+
+
+def _answer(origin: Connection | asyncio.Future[Any] | object, event: Event) -> None:
+    if isinstance(origin, Connection):
+        origin.push(encode_event(event))
+    elif isinstance(origin, asyncio.Future) and not origin.done():
+        if event.type == "error":
+            data = event.data
+            origin.set_exception(ClientError(data["code"], data["message"], data.get("ref")))
+        else:
+            origin.set_result(event.data)
+
+
+def _fail(origin: object, err: ClientError) -> None:
+    if isinstance(origin, Connection):
+        origin.push(encode_event(Event("error", err.data())))
+    elif isinstance(origin, asyncio.Future) and not origin.done():
+        origin.set_exception(err)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("saving bot state failed", exc_info=task.exception())

@@ -1,0 +1,134 @@
+"""The application factory: builds everything from one ``Settings`` with a lifespan.
+
+No import-time globals: tests create apps with different settings side by side.
+``app.main:app`` (for ``uvicorn app.main:app``) is built lazily on first access.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.auth import Tokens, resolve_secret
+from app.backends import make_store
+from app.bots import builtin_bots
+from app.core import Chat, ChatConfig, Rollout
+from app.core.ratelimit import Rate
+from app.hub import Hub
+from app.settings import Settings
+from app.transports import http, sse, websocket
+from app.transports.deps import Services
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("lastra")
+STATIC = Path(__file__).parent / "static"
+
+_STATUS_CODES = {
+    400: "invalid",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "invalid",
+    413: "too_large",
+    422: "invalid",
+    429: "rate_limited",
+}
+
+
+def chat_config(settings: Settings) -> ChatConfig:
+    return ChatConfig(
+        typing_timeout=settings.typing_timeout,
+        presence_grace=settings.presence_grace,
+        presence_batch=settings.presence_batch,
+        heartbeat_interval=settings.heartbeat_interval,
+        heartbeat_timeout=settings.heartbeat_timeout,
+        history_limit=settings.history_limit,
+        max_message_bytes=settings.max_message_bytes,
+        rate_chat=Rate(settings.rate_chat, settings.rate_chat_burst),
+        rate_signal=Rate(settings.rate_signal, settings.rate_signal_burst),
+        rate_other=Rate(settings.rate_other, settings.rate_other_burst),
+    )
+
+
+def rollout_of(settings: Settings) -> Rollout:
+    return Rollout(
+        mode=settings.transport,
+        percent=settings.ws_rollout_percent,
+        ws_users=frozenset(settings.ws_users),
+        sse_users=frozenset(settings.sse_users),
+        sse_enabled=settings.sse_enabled,
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    if settings.backend == "sqlite":
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    tokens = Tokens(resolve_secret(settings.secret), settings.token_ttl)
+    core = Chat(chat_config(settings), builtin_bots())
+    hub = Hub(core, make_store(settings))
+    services = Services(settings, hub, tokens, rollout_of(settings))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await hub.start()
+        log.info(
+            "lastra chat serving: backend=%s transport=%s", settings.backend, settings.transport
+        )
+        try:
+            yield
+        finally:
+            await hub.stop()
+
+    app = FastAPI(title="Lastra Chat", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.services = services
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(
+            exc.status_code, "internal" if exc.status_code >= 500 else "invalid"
+        )
+        return JSONResponse({"code": code, "message": str(exc.detail)}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first: dict[str, Any] = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return JSONResponse(
+            {"code": "invalid", "message": f"{where}: {first.get('msg', 'invalid')}"},
+            status_code=422,
+        )
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.error("internal error on %s", request.url.path, exc_info=exc)
+        return JSONResponse({"code": "internal", "message": "internal error"}, status_code=500)
+
+    app.include_router(http.router)
+    app.include_router(websocket.router)
+    app.include_router(sse.router)
+    if STATIC.is_dir():
+        app.mount("/", StaticFiles(directory=STATIC, html=True), name="static")
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    """``uvicorn app.main:app`` builds the app from the environment on first access."""
+    if name == "app":
+        built = create_app()
+        globals()["app"] = built
+        return built
+    raise AttributeError(name)

@@ -1,0 +1,86 @@
+"""Settings from the environment (and ``.env``), prefix ``LASTRA_`` (PROTOCOL §9).
+
+Times are seconds. List settings are comma-separated plain strings
+(``LASTRA_WS_USERS=u1,u2``), not JSON. Every name here is listed with its
+default and meaning in ``.env.example``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LASTRA_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    # where and how
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    backend: Literal["memory", "sqlite", "redis"] = "sqlite"
+    data_dir: Path = Path("./data")
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    secret: str = ""
+    token_ttl: float = Field(86400.0, gt=0)
+    log_level: str = "info"
+
+    # the transport flag (§7)
+    transport: Literal["sse", "ws", "rollout"] = "ws"
+    ws_rollout_percent: int = Field(0, ge=0, le=100)
+    ws_users: CommaList = []
+    sse_users: CommaList = []
+    sse_enabled: bool = True
+
+    # the chat
+    history_limit: int = Field(256, ge=1, le=100_000)
+    heartbeat_interval: float = Field(30.0, gt=0)
+    heartbeat_timeout: float = Field(75.0, gt=0)
+    auth_timeout: float = Field(10.0, gt=0)
+    typing_timeout: float = Field(5.0, gt=0)
+    presence_grace: float = Field(5.0, ge=0)
+    presence_batch: float = Field(0.25, ge=0)
+    max_message_bytes: int = Field(65536, ge=1024)
+    sse_keepalive: float = Field(15.0, gt=0)
+    outbound_queue: int = Field(1024, ge=16)
+    allowed_origins: CommaList = []
+
+    # per-user rate limits: messages per second and burst
+    rate_chat: float = Field(5.0, gt=0)
+    rate_chat_burst: float = Field(20.0, ge=1)
+    rate_signal: float = Field(50.0, gt=0)
+    rate_signal_burst: float = Field(200.0, ge=1)
+    rate_other: float = Field(20.0, gt=0)
+    rate_other_burst: float = Field(60.0, ge=1)
+
+    # bots and AI
+    ai_provider: Literal["offline", "openai"] = "offline"
+    ai_model: str = "gpt-4o-mini"
+    bots_dir: Path | None = None
+    openai_api_key: str | None = Field(
+        None, validation_alias=AliasChoices("OPENAI_API_KEY", "LASTRA_OPENAI_API_KEY")
+    )
+    openai_base_url: str | None = Field(
+        None, validation_alias=AliasChoices("OPENAI_BASE_URL", "LASTRA_OPENAI_BASE_URL")
+    )
+
+    @field_validator("ws_users", "sse_users", "allowed_origins", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _heartbeat(self) -> Settings:
+        if self.heartbeat_timeout <= self.heartbeat_interval:
+            raise ValueError("LASTRA_HEARTBEAT_TIMEOUT must exceed LASTRA_HEARTBEAT_INTERVAL")
+        return self

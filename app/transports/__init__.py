@@ -1,0 +1,1 @@
+"""The adapters: WebSocket and the legacy SSE+POST endpoints, both thin over the hub."""

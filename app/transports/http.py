@@ -1,0 +1,89 @@
+"""Sessions, the transport flag as seen by a client, and health."""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from app.auth import new_user_id
+from app.core import ClientError
+
+from .codec import decode
+from .deps import ServicesDep, bearer, error_response, identity_of
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+
+def _clean_name(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ClientError("invalid", "userName must be a string")
+    name = value.strip()
+    if not 1 <= len(name) <= 64:
+        raise ClientError("invalid", "userName must be 1-64 characters after trimming")
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs") for ch in name):
+        raise ClientError("invalid", "userName must not contain control characters")
+    return name
+
+
+@router.post("/api/session", response_model=None)
+async def create_session(request: Request, services: ServicesDep) -> JSONResponse:
+    """Issue a signed token. With a valid bearer token, keep that userId (refresh)."""
+    try:
+        raw = await request.body()
+        if len(raw) > 4096:
+            raise ClientError("too_large", "the body is over 4096 bytes")
+        try:
+            body = decode(raw) if raw.strip() else {}
+        except ValueError:
+            raise ClientError("bad_json", "the body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise ClientError("bad_json", "the body must be a JSON object")
+        name = _clean_name(body.get("userName"))
+    except ClientError as exc:
+        return error_response(exc)
+    previous = services.tokens.verify(bearer(request) or "")
+    user_id = previous.user_id if previous else new_user_id()
+    token = services.tokens.issue(user_id, name)
+    assignment = services.rollout.assign(user_id)
+    base = str(request.base_url).rstrip("/")
+    ws_base = "ws" + base[4:] if base.startswith("http") else base
+    payload = {
+        "userId": user_id,
+        "userName": name,
+        "token": token,
+        "transport": assignment.transport,
+        "reason": assignment.reason,
+        "expiresIn": int(services.tokens.ttl),
+        "urls": {"ws": f"{ws_base}/api/chat.ws", "sse": f"{base}/api/chat-stream"},
+    }
+    response = JSONResponse(payload)
+    response.set_cookie(
+        "lastra_token",
+        token,
+        max_age=int(services.tokens.ttl),
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/api",
+    )
+    return response
+
+
+@router.get("/api/transport", response_model=None)
+async def transport(request: Request, services: ServicesDep) -> JSONResponse:
+    try:
+        identity = identity_of(services, bearer(request))
+    except ClientError as exc:
+        return error_response(exc)
+    assignment = services.rollout.assign(identity.user_id)
+    return JSONResponse({"transport": assignment.transport, "reason": assignment.reason})
+
+
+@router.get("/healthz", response_model=None)
+async def healthz() -> JSONResponse:
+    return JSONResponse({"status": "ok"})

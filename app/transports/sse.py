@@ -1,0 +1,144 @@
+"""The legacy adapter: ``GET /api/chat-stream`` (SSE) and the POST endpoints (PROTOCOL §3).
+
+Same events, same JSON as the WebSocket; only the framing differs. A POST's
+response body is exactly the ``ack``/``error`` data a WebSocket client would get.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from app.core import ClientError, parse_data
+from app.hub import Connection
+
+from .codec import decode
+from .deps import Services, ServicesDep, bearer, error_response, identity_of, origin_allowed
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+#: POST endpoint → message type (and fixed fields).
+ENDPOINTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "/api/chat-message": ("chat", {}),
+    "/api/chat-typing": ("typing", {}),
+    "/api/chat-signal": ("webrtc-signal", {}),
+    "/api/screen-share-signal": ("webrtc-signal", {"stream": "screen"}),
+    "/api/media-state": ("media-state", {}),
+    "/api/bot-toggle": ("bot-toggle", {}),
+    "/api/chat-clear": ("clear", {}),
+    "/api/ai-request": ("ai-request", {}),
+    "/api/chat-ready": ("ready", {}),
+}
+
+SSE_HEADERS = {
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+    "Connection": "keep-alive",
+}
+
+
+def _resume_point(request: Request) -> tuple[int | None, str | None]:
+    """``Last-Event-ID: <epoch>:<seq>`` wins over ``?lastSeq=&epoch=``."""
+    last_id = request.headers.get("last-event-id")
+    if last_id and ":" in last_id:
+        epoch, _, seq = last_id.rpartition(":")
+        if seq.isdigit():
+            return int(seq), epoch
+    seq_q, epoch_q = request.query_params.get("lastSeq"), request.query_params.get("epoch")
+    if seq_q is not None and seq_q.isdigit():
+        return int(seq_q), epoch_q
+    return None, None
+
+
+@router.get("/api/chat-stream", response_model=None)
+async def chat_stream(request: Request, services: ServicesDep) -> Response:
+    settings = services.settings
+    if not settings.sse_enabled:
+        return error_response(ClientError("forbidden", "SSE is disabled on this server"))
+    token = (
+        bearer(request) or request.cookies.get("lastra_token") or request.query_params.get("token")
+    )
+    try:
+        identity = identity_of(services, token)
+    except ClientError as exc:
+        return error_response(exc)
+    last_seq, epoch = _resume_point(request)
+    conn = Connection(identity, "sse", settings.outbound_queue)
+    stream = _stream(services, conn, last_seq, epoch, settings.sse_keepalive)
+    return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+async def _stream(
+    services: Services, conn: Connection, last_seq: int | None, epoch: str | None, keepalive: float
+) -> AsyncIterator[bytes]:
+    """Attach inside the generator so a client gone before the first byte never leaks."""
+    hub = services.hub
+    try:
+        await hub.attach(conn, last_seq, epoch)
+        yield b"retry: 2000\n\n"
+        while True:
+            try:
+                batch = await asyncio.wait_for(conn.next_batch(), keepalive)
+            except TimeoutError:
+                yield b": keep-alive\n\n"
+                continue
+            if batch is None:
+                break
+            yield b"".join(frame.sse for frame in batch)
+        # closing: tell EventSource when to come back (a restart, a slow consumer)
+        yield f": closed {conn.close_code} {conn.close_reason}\nretry: 1000\n\n".encode()
+    finally:
+        hub.detach(conn)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ClientError("too_large", f"the body is over {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ClientError("too_large", f"the body is over {limit} bytes")
+    return bytes(body)
+
+
+async def post_message(request: Request, services: ServicesDep) -> JSONResponse:
+    kind, fixed = ENDPOINTS[request.url.path]
+    ref: str | None = None
+    try:
+        if not origin_allowed(services, request):
+            raise ClientError("forbidden", "origin not allowed")
+        identity = identity_of(services, bearer(request))
+        raw = await _read_body(request, services.settings.max_message_bytes)
+        try:
+            body = decode(raw) if raw.strip() else {}
+        except ValueError:
+            raise ClientError("bad_json", "the body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise ClientError("bad_json", "the body must be a JSON object")
+        raw_ref = body.pop("ref", None)
+        if raw_ref is not None:
+            if not isinstance(raw_ref, str) or len(raw_ref) > 64:
+                raise ClientError("invalid", "ref must be a string of at most 64 characters")
+            ref = raw_ref
+        body.update(fixed)
+        msg = parse_data(kind, body, ref)
+        peer_id = request.headers.get("x-lastra-peer") or request.query_params.get("peerId")
+        result = await services.hub.submit(identity, peer_id, msg)
+    except ClientError as exc:
+        if exc.ref is None:
+            exc.ref = ref
+        headers = {"Retry-After": "1"} if exc.code == "rate_limited" else None
+        return error_response(exc, headers)
+    return JSONResponse(result)
+
+
+for _path in ENDPOINTS:
+    router.add_api_route(_path, post_message, methods=["POST"], response_model=None)

@@ -1,0 +1,115 @@
+"""``GET /api/chat.ws``: the WebSocket adapter (PROTOCOL §3).
+
+It only moves frames: the first must be ``auth`` (else 4401), the rollout flag
+may refuse the user (4403), then every text frame goes to the hub and a writer
+task drains the connection's queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from app.core import ClientError, parse
+from app.core.messages import Auth
+from app.hub import Connection
+
+from .codec import decode
+from .deps import ServicesDep, origin_allowed
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+CLOSE_TOO_BIG = 1009
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_TRANSPORT = 4403
+
+
+async def _first_auth(ws: WebSocket, timeout: float, max_bytes: int) -> Auth | int:
+    """The client's ``auth`` frame, or the close code to answer with."""
+    try:
+        message = await asyncio.wait_for(ws.receive(), timeout)
+    except TimeoutError:
+        return CLOSE_UNAUTHENTICATED
+    if message["type"] == "websocket.disconnect":
+        return 1000
+    raw = message.get("text") or message.get("bytes") or ""
+    if len(raw) > max_bytes:
+        return CLOSE_TOO_BIG
+    try:
+        msg = parse(decode(raw))
+    except (ValueError, ClientError):
+        return CLOSE_UNAUTHENTICATED
+    return msg if isinstance(msg, Auth) else CLOSE_UNAUTHENTICATED
+
+
+@router.websocket("/api/chat.ws")
+async def chat_ws(ws: WebSocket, services: ServicesDep) -> None:
+    settings = services.settings
+    if not origin_allowed(services, ws):
+        await ws.close(code=CLOSE_TRANSPORT, reason="origin-not-allowed")  # → HTTP 403
+        return
+    await ws.accept()
+    auth = await _first_auth(ws, settings.auth_timeout, settings.max_message_bytes)
+    if isinstance(auth, int):
+        reason = {CLOSE_TOO_BIG: "too-large", CLOSE_UNAUTHENTICATED: "auth-required"}.get(auth, "")
+        await _close(ws, auth, reason)
+        return
+    identity = services.tokens.verify(auth.token)
+    if identity is None:
+        await _close(ws, CLOSE_UNAUTHENTICATED, "bad-token")
+        return
+    if services.rollout.assign(identity.user_id).transport != "ws":
+        await _close(ws, CLOSE_TRANSPORT, "transport-disabled")
+        return
+
+    hub = services.hub
+    conn = Connection(identity, "ws", settings.outbound_queue)
+    writer = asyncio.create_task(_writer(ws, conn))
+    try:
+        await hub.attach(conn, auth.last_seq, auth.epoch)
+        max_bytes = settings.max_message_bytes
+        while not conn.closing:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            text = message.get("text")
+            if text is None:
+                err = ClientError("invalid", "only text frames are accepted")
+                hub.frame_error(conn, err)
+                continue
+            if len(text) > max_bytes and len(text.encode()) > max_bytes:
+                conn.close(CLOSE_TOO_BIG, "too-large")
+                break
+            hub.frame(conn, text)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        hub.detach(conn)
+        conn.close(1000, "")
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(writer, 5)
+        writer.cancel()
+
+
+async def _writer(ws: WebSocket, conn: Connection) -> None:
+    """Drain the queue into the socket; close it with the connection's code at the end."""
+    try:
+        while (batch := await conn.next_batch()) is not None:
+            for frame in batch:
+                await ws.send_text(frame.text)
+    except Exception:  # the peer went away mid-write: the reader sees the disconnect
+        conn.close(1006, "")
+        return
+    await _close(ws, conn.close_code, conn.close_reason)
+
+
+async def _close(ws: WebSocket, code: int, reason: str) -> None:
+    if ws.application_state == WebSocketState.DISCONNECTED:
+        return
+    with contextlib.suppress(Exception):
+        await ws.close(code=code, reason=reason)
