@@ -1,13 +1,39 @@
-"""``python -m app`` / ``lastra``: serve Lastra Chat with uvicorn."""
+"""``python -m app`` / ``lastra``: serve Lastra Chat with uvicorn.
+
+SIGTERM/SIGINT first close every client connection with 1012 (SSE streams end
+with a ``retry`` hint) so clients start resuming at once, then uvicorn stops
+accepting, in-flight writes finish and the store closes; the whole shutdown is
+bounded by ``timeout_graceful_shutdown`` plus the hub's own 5 s.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+from types import FrameType
 
 import uvicorn
 
+from app.hub import Hub
 from app.main import create_app
 from app.settings import Settings
+
+__all__ = ["main"]
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, hub: Hub) -> None:
+        super().__init__(config)
+        self._hub = hub
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not None:
+            loop.call_soon_threadsafe(self._hub.begin_shutdown)
+        super().handle_exit(sig, frame)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -17,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=settings.port)
     args = parser.parse_args(argv)
     app = create_app(settings)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=args.host,
         port=args.port,
@@ -27,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
         timeout_graceful_shutdown=5,
         proxy_headers=True,
     )
+    _Server(config, app.state.services.hub).run()
 
 
 if __name__ == "__main__":

@@ -19,11 +19,12 @@ import logging
 import time
 import uuid
 from collections import deque
-from typing import Any
+from typing import Any, Protocol
 
 from app.backends.base import Committed, Store
 from app.core import (
     Append,
+    AskBot,
     Broadcast,
     Chat,
     ClientError,
@@ -41,7 +42,7 @@ from app.core import (
 from app.core.messages import ClientMessage
 from app.transports.codec import Frame, decode, encode_event, frame_from_record, history_frame
 
-__all__ = ["Connection", "Hub"]
+__all__ = ["BotService", "Connection", "Hub"]
 
 log = logging.getLogger("lastra.hub")
 
@@ -144,6 +145,28 @@ class Connection:
         return len(self._queue)
 
 
+Origin = Connection | asyncio.Future[Any] | None
+
+
+class BotService(Protocol):
+    """What the hub needs from the bots (``app.bots``); all calls return at once."""
+
+    def on_chat(self, data: dict[str, Any]) -> None:
+        """A chat message (user or bot) was committed; ``data`` is the chat event data."""
+
+    def ask(self, request: AskBot, origin: Origin) -> None:
+        """An ``ai-request``; on failure call ``hub.fail(origin, ClientError(...))``."""
+
+    def on_clear(self) -> None:
+        """The chat was cleared: cancel replies in flight."""
+
+    def on_toggle(self, name: str, enabled: bool) -> None:
+        """A bot was enabled or disabled: cancel its reply in flight when disabled."""
+
+    async def close(self) -> None:
+        """Shutdown: cancel everything (upstream requests included)."""
+
+
 class Hub:
     """Connections + core + store, glued by asyncio."""
 
@@ -154,6 +177,8 @@ class Hub:
         self.conns: dict[str, Connection] = {}
         self._drafts: asyncio.Queue[Draft] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+        self.closing = False
+        self.bots: BotService | None = None
 
     # --------------------------------------------------------------- lifecycle
 
@@ -167,12 +192,23 @@ class Hub:
             asyncio.create_task(self._timer(), name="lastra-timer"),
         ]
 
-    async def stop(self, timeout: float = 5.0) -> None:
-        """Close every connection with 1012, finish in-flight writes, close the store."""
+    def begin_shutdown(self) -> None:
+        """Refuse new connections and close every open one with 1012 (SSE: stream ends).
+
+        Call it first on SIGTERM, so clients start resuming elsewhere while the
+        server finishes its in-flight writes.
+        """
+        self.closing = True
         for conn in list(self.conns.values()):
             conn.close(CLOSE_RESTART, "server-restart")
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Close every connection with 1012, finish in-flight writes, close the store."""
+        self.begin_shutdown()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._drained(), timeout)
+        if self.bots is not None:
+            await self.bots.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -187,6 +223,9 @@ class Hub:
 
     async def attach(self, conn: Connection, last_seq: int | None, epoch: str | None) -> None:
         """Register ``conn`` and queue its greeting: ready, replay or history, snapshots."""
+        if self.closing:
+            conn.close(CLOSE_RESTART, "server-restart")
+            return
         self.conns[conn.peer_id] = conn
         now = time.monotonic()
         self.run(self.core.connect(conn.peer, now), conn)
@@ -262,7 +301,7 @@ class Hub:
                 "internal", "the store did not answer in time", getattr(msg, "ref", None)
             ) from None
 
-    def run(self, outputs: list[Output], origin: Connection | asyncio.Future[Any] | None) -> bool:
+    def run(self, outputs: list[Output], origin: Origin) -> bool:
         """Carry out outputs; True when an ``Append`` will answer ``origin`` later."""
         waits = False
         for out in outputs:
@@ -285,7 +324,38 @@ class Hub:
             elif isinstance(out, SaveBotState):
                 task = asyncio.create_task(self.store.set_bot_state(out.name, out.enabled))
                 task.add_done_callback(_log_failure)
+                if self.bots is not None:
+                    self.bots.on_toggle(out.name, out.enabled)
+            elif isinstance(out, AskBot):
+                if self.bots is None:
+                    self.fail(origin, ClientError("ai_unavailable", "no bots here", out.ref))
+                else:
+                    self.bots.ask(out, origin)
+                    waits = waits or isinstance(origin, asyncio.Future)
         return waits
+
+    def fail(self, origin: Origin, err: ClientError) -> None:
+        """Answer ``origin`` with an error (a WebSocket frame or a POST's error body)."""
+        _fail(origin, err)
+
+    def answer(self, origin: Origin, data: dict[str, Any]) -> None:
+        """Answer ``origin`` with ack data (POST body; WebSocket only when it has a ref)."""
+        if isinstance(origin, asyncio.Future):
+            if not origin.done():
+                origin.set_result(data)
+        elif origin is not None and "ref" in data:
+            _answer(origin, Event("ack", data))
+
+    def broadcast_event(self, event: Event) -> None:
+        """Send a non-durable event to every connection (``ai-stream``, …)."""
+        self.broadcast(encode_event(event))
+
+    async def append(self, draft: Draft) -> None:
+        """Make ``draft`` durable and broadcast it, like a client's message."""
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        draft.origin = fut
+        self._drafts.put_nowait(draft)
+        await fut
 
     def broadcast(self, frame: Frame) -> None:
         for conn in list(self.conns.values()):
@@ -319,6 +389,11 @@ class Hub:
     def _commit(self, draft: Draft, result: Committed) -> None:
         origin = draft.origin
         assert origin is None or isinstance(origin, Connection | asyncio.Future)
+        if self.bots is not None and result.first_id is None:
+            if draft.type == "chat":
+                self.bots.on_chat(draft.event(result.seq).data)
+            elif draft.type == "clear":
+                self.bots.on_clear()
         for out in self.core.committed(draft, result.seq, result.first_id):
             if isinstance(out, Broadcast) and result.record is not None:
                 rec = result.record

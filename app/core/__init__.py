@@ -8,12 +8,24 @@ package; it imports none of them.
 from .chat import Bot, Chat, ChatConfig, Identity
 from .errors import ClientError
 from .messages import ClientMessage, parse, parse_data
-from .outputs import Append, Broadcast, Close, Draft, Event, Output, Reply, SaveBotState, Send
+from .outputs import (
+    Append,
+    AskBot,
+    Broadcast,
+    Close,
+    Draft,
+    Event,
+    Output,
+    Reply,
+    SaveBotState,
+    Send,
+)
 from .presence import Peer
 from .rollout import Assignment, Rollout
 
 __all__ = [
     "Append",
+    "AskBot",
     "Assignment",
     "Bot",
     "Broadcast",

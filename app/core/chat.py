@@ -35,7 +35,18 @@ from .messages import (
 from .messages import (
     Chat as ChatMessage,
 )
-from .outputs import Append, Broadcast, Close, Draft, Event, Output, Reply, SaveBotState, Send
+from .outputs import (
+    Append,
+    AskBot,
+    Broadcast,
+    Close,
+    Draft,
+    Event,
+    Output,
+    Reply,
+    SaveBotState,
+    Send,
+)
 from .presence import Peer, Presence, summarize
 from .ratelimit import Bucket, Rate
 
@@ -81,6 +92,7 @@ class ChatConfig:
     rate_signal: Rate = field(default_factory=lambda: Rate(50, 200))
     rate_other: Rate = field(default_factory=lambda: Rate(20, 60))
     node: str = "local"
+    ai_available: bool = False
 
     def limits(self) -> dict[str, Any]:
         return {
@@ -240,7 +252,7 @@ class Chat:
             data = {"id": _new_id(), "ts": self._ts(), "by": by}
             return [Append(Draft("clear", data, user.user_id, None, msg.ref))]
         if isinstance(msg, AiRequest):
-            raise ClientError("ai_unavailable", "no AI provider is configured", msg.ref)
+            return [self._ask(user, msg)]
         if isinstance(msg, Auth):
             raise ClientError("invalid", "already authenticated", msg.ref)
         raise ClientError("unknown_type", "unsupported message", None)  # pragma: no cover
@@ -332,6 +344,19 @@ class Chat:
             data["clientId"] = msg.client_id
         out.append(Append(Draft("chat", data, user.user_id, msg.client_id, msg.ref)))
         return out
+
+    def _ask(self, user: Identity, msg: AiRequest) -> AskBot:
+        if msg.bot is not None:
+            bot = self.bots.get(msg.bot)
+            if bot is None:
+                raise ClientError("not_found", f"no bot named {msg.bot!r}", msg.ref)
+        else:
+            bot = next((b for b in self.bots.values() if b.enabled), None)
+        if not self.config.ai_available:
+            raise ClientError("ai_unavailable", "no AI provider is configured", msg.ref)
+        if bot is None or not bot.enabled:
+            raise ClientError("ai_unavailable", "that bot is disabled", msg.ref)
+        return AskBot(bot.name, msg.prompt, user.user_id, user.user_name, msg.ref)
 
     def _signal(self, user: Identity, peer_id: str | None, msg: Signal) -> list[Output]:
         sender = self._own_peer(user, peer_id, msg.ref)

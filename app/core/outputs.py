@@ -11,6 +11,9 @@ The core never sends anything itself. Each call into it returns a list of
   call :meth:`Chat.committed` and carry out what that returns.
 - ``Close(peer_id, code, reason)``: close that connection.
 - ``SaveBotState(name, enabled)``: remember a bot's enable state in the store.
+- ``AskBot(bot, prompt, user_id, user_name, ref)``: start a bot reply (the bot
+  service streams ``ai-stream`` and appends the final ``chat``); answer the
+  requester with ``error ai_unavailable`` if it cannot.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 
 __all__ = [
     "Append",
+    "AskBot",
     "Broadcast",
     "Close",
     "Draft",
@@ -106,4 +110,13 @@ class SaveBotState:
     enabled: bool
 
 
-Output = Send | Broadcast | Reply | Append | Close | SaveBotState
+@dataclass(frozen=True, slots=True)
+class AskBot:
+    bot: str
+    prompt: str
+    user_id: str
+    user_name: str
+    ref: str | None = None
+
+
+Output = Send | Broadcast | Reply | Append | Close | SaveBotState | AskBot
