@@ -8,6 +8,12 @@ lets one core serve the WebSocket and the SSE+POST adapters alike.
 
 After each call the caller must carry out the returned outputs in order, and
 must call :meth:`Chat.tick` no later than :meth:`Chat.next_deadline`.
+
+Several processes, one chat: every change this process makes to shared state
+(peers, typing, bots, a user's grace ending) also comes out as a ``Publish``
+fact; the other processes feed it to :meth:`Chat.apply`, which updates their
+tables silently: the broadcast that goes with a change is made once, by the
+process that made it, and fanned out to everyone by the caller.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from .outputs import (
     Draft,
     Event,
     Output,
+    Publish,
     Reply,
     SaveBotState,
     Send,
@@ -125,7 +132,8 @@ class Chat:
         self.presence = Presence(config.presence_grace, config.presence_batch)
         self.bots: dict[str, Bot] = {b.name: b for b in bots or []}
         self._clock = clock
-        self._typing: dict[str, tuple[str, float]] = {}  # user_id → (name, expires_at)
+        # user_id → (name, expires_at, owned); only the owner broadcasts the expiry
+        self._typing: dict[str, tuple[str, float, bool]] = {}
         self._buckets: dict[tuple[str, str], Bucket] = {}
         self._seen: dict[str, float] = {}  # local WebSocket peers → last frame time
         self._next_heartbeat_scan = 0.0
@@ -133,18 +141,63 @@ class Chat:
     # ------------------------------------------------------------ connections
 
     def connect(self, peer: Peer, now: float) -> list[Output]:
-        """A connection authenticated. Send it :meth:`greeting` events next."""
+        """A connection authenticated. Send it :meth:`ready_event` and the snapshots next."""
+        peer.node = self.config.node
         self.presence.add(peer, now)
         if peer.transport == "ws":
             self._seen[peer.peer_id] = now
-        return self._flush_presence(now)
+        return [Publish({"f": "peer-up", "peer": peer.fact()}), *self._flush_presence(now)]
 
     def disconnect(self, peer_id: str, now: float) -> list[Output]:
         self._seen.pop(peer_id, None)
         peer = self.presence.remove(peer_id, now)
         if peer is None:
             return []
-        return self._flush_presence(now)
+        fact = Publish({"f": "peer-down", "peerId": peer_id, "userId": peer.user_id})
+        return [fact, *self._flush_presence(now)]
+
+    def apply(self, fact: dict[str, Any], now: float) -> None:
+        """A state change another process made (its ``Publish``); updates tables silently.
+
+        Unknown or malformed facts are ignored: a newer process may know more kinds.
+        """
+        kind = fact.get("f")
+        try:
+            if kind == "peer-up" or kind == "peer-update":
+                incoming = Peer.from_fact(fact["peer"])
+                current = self.presence.peers.get(incoming.peer_id)
+                if current is None:
+                    self.presence.add(incoming, now, announce=False)
+                else:
+                    for name in ("camera", "mic", "screen", "ready"):
+                        setattr(current, name, getattr(incoming, name))
+            elif kind == "peer-down":
+                self.presence.remove(str(fact["peerId"]), now, owned=False)
+            elif kind == "user-gone":
+                self.presence.gone(str(fact["userId"]))
+            elif kind == "typing":
+                user_id = str(fact["userId"])
+                if fact.get("on"):
+                    expires = now + self.config.typing_timeout
+                    self._typing[user_id] = (str(fact["userName"]), expires, False)
+                else:
+                    self._typing.pop(user_id, None)
+            elif kind == "bot":
+                bot = self.bots.get(str(fact["name"]))
+                if bot is not None:
+                    bot.enabled = bool(fact["enabled"])
+        except (KeyError, TypeError, ValueError):
+            return
+
+    def reap(self, node: str, now: float) -> list[Output]:
+        """Another process died: its peers leave as if they disconnected here."""
+        out: list[Output] = []
+        for peer in [p for p in self.presence.peers.values() if p.node == node]:
+            out += self.disconnect(peer.peer_id, now)
+        return out
+
+    def local_peers(self) -> list[Peer]:
+        return [p for p in self.presence.peers.values() if p.node == self.config.node]
 
     def ready_event(
         self, peer: Peer, *, epoch: str, last_seq: int, recovered: bool, ice_servers: list[Any]
@@ -229,14 +282,13 @@ class Chat:
                 value = getattr(msg, name)
                 if value is not None:
                     setattr(peer, name, value)
-            self.presence.changed(peer.peer_id, now)
-            return self._flush_presence(now) + self._ok(msg.ref)
+            return self._peer_changed(peer, now) + self._ok(msg.ref)
         if isinstance(msg, Ready):
             peer = self._own_peer(user, peer_id, msg.ref)
-            if not peer.ready:
-                peer.ready = True
-                self.presence.changed(peer.peer_id, now)
-            return self._flush_presence(now) + self._ok(msg.ref)
+            if peer.ready:
+                return self._ok(msg.ref)
+            peer.ready = True
+            return self._peer_changed(peer, now) + self._ok(msg.ref)
         if isinstance(msg, BotToggle):
             bot = self.bots.get(msg.bot)
             if bot is None:
@@ -244,6 +296,7 @@ class Chat:
             bot.enabled = msg.enabled
             return [
                 SaveBotState(bot.name, bot.enabled),
+                Publish({"f": "bot", "name": bot.name, "enabled": bot.enabled}),
                 Broadcast(self.bot_state_event()),
                 *self._ok(msg.ref),
             ]
@@ -278,11 +331,13 @@ class Chat:
     def tick(self, now: float) -> list[Output]:
         """Expire typing, presence grace and heartbeats; flush presence batches."""
         out: list[Output] = []
-        for user_id, (name, expires) in list(self._typing.items()):
+        for user_id, (name, expires, owned) in list(self._typing.items()):
             if expires <= now:
                 del self._typing[user_id]
-                out.append(Broadcast(_typing_event(user_id, name, False)))
-        self.presence.expire(now)
+                if owned:
+                    out.append(Broadcast(_typing_event(user_id, name, False)))
+        for user_id in self.presence.expire(now):
+            out.append(Publish({"f": "user-gone", "userId": user_id}))
         out += self._flush_presence(now)
         if now >= self._next_heartbeat_scan:
             self._next_heartbeat_scan = now + min(1.0, self.config.heartbeat_timeout / 4)
@@ -294,7 +349,7 @@ class Chat:
         return out
 
     def next_deadline(self) -> float | None:
-        deadlines = [exp for _, exp in self._typing.values()]
+        deadlines = [exp for _, exp, _ in self._typing.values()]
         presence = self.presence.next_deadline()
         if presence is not None:
             deadlines.append(presence)
@@ -377,12 +432,18 @@ class Chat:
     def _set_typing(self, user: Identity, typing: bool, now: float) -> list[Output]:
         was = user.user_id in self._typing
         if typing:
-            self._typing[user.user_id] = (user.user_name, now + self.config.typing_timeout)
+            expires = now + self.config.typing_timeout
+            self._typing[user.user_id] = (user.user_name, expires, True)
         else:
             self._typing.pop(user.user_id, None)
         if was == typing:
             return []
-        return [Broadcast(_typing_event(user.user_id, user.user_name, typing))]
+        fact = {"f": "typing", "userId": user.user_id, "userName": user.user_name, "on": typing}
+        return [Publish(fact), Broadcast(_typing_event(user.user_id, user.user_name, typing))]
+
+    def _peer_changed(self, peer: Peer, now: float) -> list[Output]:
+        self.presence.changed(peer.peer_id, now)
+        return [Publish({"f": "peer-update", "peer": peer.fact()}), *self._flush_presence(now)]
 
     def _flush_presence(self, now: float) -> list[Output]:
         flush = self.presence.flush(now)

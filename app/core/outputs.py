@@ -11,6 +11,8 @@ The core never sends anything itself. Each call into it returns a list of
   call :meth:`Chat.committed` and carry out what that returns.
 - ``Close(peer_id, code, reason)``: close that connection.
 - ``SaveBotState(name, enabled)``: remember a bot's enable state in the store.
+- ``Publish(fact)``: tell the other server processes (if any) about a state change;
+  they feed it to :meth:`Chat.apply`. A single process may ignore it.
 - ``AskBot(bot, prompt, user_id, user_name, ref)``: start a bot reply (the bot
   service streams ``ai-stream`` and appends the final ``chat``); answer the
   requester with ``error ai_unavailable`` if it cannot.
@@ -29,6 +31,7 @@ __all__ = [
     "Draft",
     "Event",
     "Output",
+    "Publish",
     "Reply",
     "SaveBotState",
     "Send",
@@ -119,4 +122,9 @@ class AskBot:
     ref: str | None = None
 
 
-Output = Send | Broadcast | Reply | Append | Close | SaveBotState | AskBot
+@dataclass(frozen=True, slots=True)
+class Publish:
+    fact: dict[str, Any]
+
+
+Output = Send | Broadcast | Reply | Append | Close | SaveBotState | AskBot | Publish

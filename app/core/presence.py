@@ -8,6 +8,11 @@ A user's life, as a transition table (state, input) → state:
     LEAVING + peer joins         → PRESENT   (a reload: no announcement)
     LEAVING + deadline passes    → ABSENT    (announce "left")
 
+Several server processes share one table: each process applies the others'
+changes *silently* (``announce=False``) and only the process that made a change
+broadcasts it. So a grace deadline is kept only by the process that held the
+user's last peer (``owned``); the others wait for its ``user-gone`` fact.
+
 Every change marks the user dirty; dirty users are flushed together at most
 every ``batch`` seconds as one ``presence-diff`` and one system message, so a
 crowd arriving at once costs the room a few events rather than one per pair.
@@ -34,6 +39,34 @@ class Peer:
     mic: bool = False
     screen: bool = False
     ready: bool = False
+
+    def fact(self) -> dict[str, Any]:
+        """This peer as a JSON-able fact for other processes."""
+        return {
+            "peerId": self.peer_id,
+            "userId": self.user_id,
+            "userName": self.user_name,
+            "transport": self.transport,
+            "node": self.node,
+            "camera": self.camera,
+            "mic": self.mic,
+            "screen": self.screen,
+            "ready": self.ready,
+        }
+
+    @classmethod
+    def from_fact(cls, f: dict[str, Any]) -> Peer:
+        return cls(
+            str(f["peerId"]),
+            str(f["userId"]),
+            str(f["userName"]),
+            str(f["transport"]),
+            str(f.get("node", "")),
+            bool(f.get("camera")),
+            bool(f.get("mic")),
+            bool(f.get("screen")),
+            bool(f.get("ready")),
+        )
 
     def wire(self) -> dict[str, Any]:
         return {
@@ -99,19 +132,22 @@ class Presence:
         if self._flush_at is None:
             self._flush_at = now + self.batch
 
-    def add(self, peer: Peer, now: float) -> None:
+    def add(self, peer: Peer, now: float, *, announce: bool = True) -> None:
         user = self.users.get(peer.user_id)
         if user is None:
             user = self.users[peer.user_id] = UserEntry(peer.user_id, peer.user_name)
-            self._joined.append(peer.user_name)
+            if announce:
+                self._joined.append(peer.user_name)
         user.leaving_at = None
         self._leaving.pop(peer.user_id, None)
         user.user_name = peer.user_name
         user.peers[peer.peer_id] = peer
         self.peers[peer.peer_id] = peer
-        self._mark(peer.user_id, now)
+        if announce:
+            self._mark(peer.user_id, now)
 
-    def remove(self, peer_id: str, now: float) -> Peer | None:
+    def remove(self, peer_id: str, now: float, *, owned: bool = True) -> Peer | None:
+        """Remove a peer; ``owned=False`` for another process's change (no deadline, no diff)."""
         peer = self.peers.pop(peer_id, None)
         if peer is None:
             return None
@@ -119,8 +155,11 @@ class Presence:
         if user is not None:
             user.peers.pop(peer_id, None)
             if not user.peers:
-                user.leaving_at = self._leaving[user.user_id] = now + self.grace
-            self._mark(peer.user_id, now)
+                user.leaving_at = now + self.grace
+                if owned:
+                    self._leaving[user.user_id] = user.leaving_at
+            if owned:
+                self._mark(peer.user_id, now)
         return peer
 
     def changed(self, peer_id: str, now: float) -> None:
@@ -129,14 +168,24 @@ class Presence:
         if peer is not None:
             self._mark(peer.user_id, now)
 
-    def expire(self, now: float) -> None:
-        """Users whose grace ran out leave."""
+    def gone(self, user_id: str) -> None:
+        """Another process ended this user's grace: drop it silently."""
+        user = self.users.get(user_id)
+        if user is not None and not user.peers:
+            del self.users[user_id]
+            self._leaving.pop(user_id, None)
+
+    def expire(self, now: float) -> list[str]:
+        """Users whose (owned) grace ran out leave; returns their ids."""
+        gone: list[str] = []
         for user_id, deadline in list(self._leaving.items()):
             if deadline <= now:
                 del self._leaving[user_id]
                 user = self.users.pop(user_id)
                 self._left.append(user.user_name)
                 self._mark(user_id, now)
+                gone.append(user_id)
+        return gone
 
     def next_deadline(self) -> float | None:
         deadlines = list(self._leaving.values())
