@@ -19,9 +19,9 @@ import logging
 import time
 import uuid
 from collections import deque
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from app.backends.base import Committed, Store
+from app.backends.base import Broker, Committed, SharedStore, Store
 from app.core import (
     Append,
     AskBot,
@@ -34,13 +34,20 @@ from app.core import (
     Identity,
     Output,
     Peer,
+    Publish,
     Reply,
     SaveBotState,
     Send,
     parse,
 )
 from app.core.messages import ClientMessage
-from app.transports.codec import Frame, decode, encode_event, frame_from_record, history_frame
+from app.transports.codec import (
+    Frame,
+    decode,
+    encode_event,
+    frame_from_record,
+    history_frame,
+)
 
 __all__ = ["BotService", "Connection", "Hub"]
 
@@ -48,6 +55,8 @@ log = logging.getLogger("lastra.hub")
 
 CLOSE_SLOW = 4409
 CLOSE_RESTART = 1012
+CLOSE_TRY_LATER = 1013
+HEARTBEAT_EVERY = 2.0
 
 
 class Connection:
@@ -170,9 +179,21 @@ class BotService(Protocol):
 class Hub:
     """Connections + core + store, glued by asyncio."""
 
-    def __init__(self, core: Chat, store: Store, *, ice_servers: list[Any] | None = None) -> None:
+    def __init__(
+        self,
+        core: Chat,
+        store: Store,
+        broker: Broker | None = None,
+        *,
+        ice_servers: list[Any] | None = None,
+    ) -> None:
+        from app.backends.memory import MemoryBroker
+
         self.core = core
         self.store = store
+        self.broker: Broker = broker or MemoryBroker()
+        #: several processes share this chat: fan out through the broker
+        self.clustered = store.shared
         self.ice_servers = ice_servers or []
         self.conns: dict[str, Connection] = {}
         self._drafts: asyncio.Queue[Draft] = asyncio.Queue()
@@ -187,10 +208,21 @@ class Hub:
         for name, enabled in (await self.store.bot_states()).items():
             if name in self.core.bots:
                 self.core.bots[name].enabled = enabled
+        now = time.monotonic()
+        for fact in await self.broker.open():
+            self.core.apply(fact, now)
         self._tasks = [
             asyncio.create_task(self._pipeline(), name="lastra-pipeline"),
             asyncio.create_task(self._timer(), name="lastra-timer"),
         ]
+        if self.clustered:
+            shared = cast(SharedStore, self.store)
+            after = await shared.last_seq()
+            self._tasks += [
+                asyncio.create_task(self._tail(shared, after), name="lastra-tail"),
+                asyncio.create_task(self._listen(), name="lastra-listen"),
+                asyncio.create_task(self._heartbeat(), name="lastra-heartbeat"),
+            ]
 
     def begin_shutdown(self) -> None:
         """Refuse new connections and close every open one with 1012 (SSE: stream ends).
@@ -214,6 +246,7 @@ class Hub:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.broker.close()
         await self.store.close()
 
     async def _drained(self) -> None:
@@ -228,12 +261,21 @@ class Hub:
             return
         self.conns[conn.peer_id] = conn
         now = time.monotonic()
-        self.run(self.core.connect(conn.peer, now), conn)
         store = self.store
-        replay = None
-        if last_seq is not None and epoch == store.epoch:
-            replay = await store.since(last_seq)
-        current = await store.last_seq()
+        try:
+            replay = None
+            if last_seq is not None and epoch == store.epoch:
+                replay = await store.since(last_seq)
+            current = await store.last_seq()
+            recent = (
+                None if replay is not None else await store.recent(self.core.config.history_limit)
+            )
+        except Exception:
+            log.warning("store unavailable while %s connected", conn.peer_id, exc_info=True)
+            self.conns.pop(conn.peer_id, None)
+            conn.close(CLOSE_TRY_LATER, "store-unavailable")
+            return
+        self.run(self.core.connect(conn.peer, now), conn)
         recovered = replay is not None
         ready = self.core.ready_event(
             conn.peer,
@@ -246,7 +288,7 @@ class Hub:
         if replay is not None:
             frames += [frame_from_record(r.type, r.seq, r.data, store.epoch) for r in replay]
         else:
-            recent = await store.recent(self.core.config.history_limit)
+            recent = recent or []
             frames.append(history_frame([r.data for r in recent if r.type == "chat"]))
             if recent:
                 conn.last_seq = recent[-1].seq  # pending copies of these are dropped
@@ -306,11 +348,21 @@ class Hub:
         waits = False
         for out in outputs:
             if isinstance(out, Broadcast):
-                self.broadcast(encode_event(out.event))
+                frame = encode_event(out.event)
+                self.broadcast(frame)
+                if self.clustered:
+                    self.broker.publish({"k": "frame", "t": frame.type, "json": frame.text})
             elif isinstance(out, Send):
                 conn = self.conns.get(out.peer_id)
                 if conn is not None:
                     conn.push(encode_event(out.event))
+                elif self.clustered:
+                    frame = encode_event(out.event)
+                    msg = {"k": "send", "peer": out.peer_id, "t": frame.type, "json": frame.text}
+                    self.broker.publish(msg)
+            elif isinstance(out, Publish):
+                if self.clustered:
+                    self.broker.publish({"k": "fact", "fact": out.fact})
             elif isinstance(out, Reply):
                 _answer(origin, out.event)
             elif isinstance(out, Append):
@@ -395,13 +447,57 @@ class Hub:
             elif draft.type == "clear":
                 self.bots.on_clear()
         for out in self.core.committed(draft, result.seq, result.first_id):
-            if isinstance(out, Broadcast) and result.record is not None:
-                rec = result.record
-                self.broadcast(frame_from_record(rec.type, rec.seq, rec.data, self.store.epoch))
+            if isinstance(out, Broadcast):
+                # Shared store: every process (this one too) delivers from the tail,
+                # so all clients see one seq order.
+                if result.record is not None and not self.clustered:
+                    rec = result.record
+                    self.broadcast(frame_from_record(rec.type, rec.seq, rec.data, self.store.epoch))
             else:
                 self.run([out], origin)
         if isinstance(origin, asyncio.Future) and not origin.done():
             origin.set_result({})
+
+    async def _tail(self, store: SharedStore, after: int) -> None:
+        """Deliver durable events appended by any process, in seq order."""
+        async for records in store.tail(after):
+            if not records:
+                log.warning("history was reset (new epoch %s): clients resync", store.epoch)
+                for conn in list(self.conns.values()):
+                    conn.close(CLOSE_RESTART, "history-reset")
+                continue
+            for rec in records:
+                self.broadcast(frame_from_record(rec.type, rec.seq, rec.data, store.epoch))
+
+    async def _listen(self) -> None:
+        """Other processes' facts and frames."""
+        async for msg in self.broker.listen():
+            try:
+                kind = msg.get("k")
+                if kind == "fact":
+                    self.core.apply(msg["fact"], time.monotonic())
+                elif kind == "sync":
+                    self.core.resync(msg["peers"], time.monotonic())
+                elif kind == "frame":
+                    self.broadcast(Frame(str(msg["t"]), str(msg["json"]).encode(), None, None))
+                elif kind == "send":
+                    conn = self.conns.get(str(msg["peer"]))
+                    if conn is not None:
+                        conn.push(Frame(str(msg["t"]), str(msg["json"]).encode(), None, None))
+            except Exception:
+                log.exception("bad message from another process: %r", msg)
+
+    async def _heartbeat(self) -> None:
+        """Prove this process alive; reap the peers of processes that died."""
+        while True:
+            try:
+                peers = [p.fact() for p in self.core.local_peers()]
+                for node in await self.broker.heartbeat(peers):
+                    log.warning("process %s stopped answering: its users leave", node)
+                    self.run(self.core.reap(node, time.monotonic()), None)
+            except Exception:
+                log.warning("broker heartbeat failed", exc_info=True)
+            await asyncio.sleep(HEARTBEAT_EVERY)
 
     async def _timer(self) -> None:
         while True:

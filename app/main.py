@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.auth import Tokens, resolve_secret
-from app.backends import make_store
+from app.backends import make_broker, make_store
 from app.bots import builtin_bots
 from app.core import Chat, ChatConfig, Rollout
 from app.core.ratelimit import Rate
@@ -45,8 +45,9 @@ _STATUS_CODES = {
 }
 
 
-def chat_config(settings: Settings) -> ChatConfig:
+def chat_config(settings: Settings, node: str = "local") -> ChatConfig:
     return ChatConfig(
+        node=node,
         typing_timeout=settings.typing_timeout,
         presence_grace=settings.presence_grace,
         presence_batch=settings.presence_batch,
@@ -78,8 +79,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.backend == "sqlite":
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     tokens = Tokens(resolve_secret(settings.secret), settings.token_ttl)
-    core = Chat(chat_config(settings), builtin_bots())
-    hub = Hub(core, make_store(settings))
+    broker = make_broker(settings)
+    core = Chat(chat_config(settings, broker.node), builtin_bots())
+    hub = Hub(core, make_store(settings), broker)
     services = Services(settings, hub, tokens, rollout_of(settings))
 
     @asynccontextmanager

@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     backend: Literal["memory", "sqlite", "redis"] = "sqlite"
     data_dir: Path = Path("./data")
     redis_url: str = "redis://127.0.0.1:6379/0"
+    node_ttl: float = Field(6.0, ge=1)
     secret: str = ""
     token_ttl: float = Field(86400.0, gt=0)
     log_level: str = "info"

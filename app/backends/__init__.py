@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from app.settings import Settings
 
-from .base import Committed, Record, Store
+from .base import Broker, Committed, Record, Store
 
-__all__ = ["Committed", "Record", "Store", "make_store"]
+__all__ = ["Broker", "Committed", "Record", "Store", "make_broker", "make_store"]
 
 
 def make_store(settings: Settings) -> Store:
@@ -22,4 +22,17 @@ def make_store(settings: Settings) -> Store:
         from .sqlite import SqliteStore
 
         return SqliteStore(settings.data_dir / "lastra.db", settings.history_limit)
-    raise ValueError(f"backend {settings.backend!r} is not available yet")
+    from .redis import RedisStore
+
+    return RedisStore(settings.redis_url, settings.history_limit)
+
+
+def make_broker(settings: Settings) -> Broker:
+    """The fan-out between processes: only Redis has other processes to reach."""
+    if settings.backend == "redis":
+        from .redis import RedisBroker
+
+        return RedisBroker(settings.redis_url, node_ttl=settings.node_ttl)
+    from .memory import MemoryBroker
+
+    return MemoryBroker()

@@ -9,15 +9,28 @@ and only acks a message after ``append`` returned.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 
 from app.core import Draft
 
-__all__ = ["Committed", "Record", "Store", "encode_data", "new_epoch"]
+__all__ = [
+    "Broker",
+    "Committed",
+    "Record",
+    "SharedStore",
+    "Store",
+    "StoreUnavailable",
+    "encode_data",
+    "new_epoch",
+]
+
+
+class StoreUnavailable(Exception):
+    """The store or broker cannot be reached right now; retry later (clients: 1013)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +65,15 @@ def new_epoch() -> str:
 
 
 class Store(Protocol):
-    """Durable history and small state. All methods may be called concurrently."""
+    """Durable history and small state. All methods may be called concurrently.
+
+    ``shared`` is False for stores only this process writes (memory, SQLite): the
+    hub then broadcasts each committed event itself. A shared store (Redis) is
+    a :class:`SharedStore`: every process delivers durable events from
+    :meth:`SharedStore.tail`, so all clients see one ``seq`` order.
+    """
+
+    shared: bool
 
     @property
     def epoch(self) -> str: ...
@@ -80,3 +101,37 @@ class Store(Protocol):
     async def bot_states(self) -> dict[str, bool]: ...
 
     async def set_bot_state(self, name: str, enabled: bool) -> None: ...
+
+
+class SharedStore(Store, Protocol):
+    def tail(self, after_seq: int) -> AsyncIterator[list[Record]]:
+        """Every record after ``after_seq``, as they are appended by any process, forever.
+
+        Yields an empty list after the epoch changed (the store was wiped): the
+        caller must then close its connections so clients resync.
+        """
+        ...
+
+
+class Broker(Protocol):
+    """Fan-out between server processes: publish and listen (the socketio pub/sub shape).
+
+    Messages are JSON-able dicts. Every process has a ``node`` id and never
+    receives its own messages. ``publish`` never blocks; order is kept.
+    """
+
+    node: str
+
+    async def open(self) -> list[dict[str, Any]]:
+        """Join; returns facts describing the live shared state (other processes' peers)."""
+
+    async def close(self) -> None: ...
+
+    def publish(self, message: dict[str, Any]) -> None: ...
+
+    def listen(self) -> AsyncIterator[dict[str, Any]]:
+        """Other processes' messages, in order; after a reconnect, facts that resync."""
+        ...
+
+    async def heartbeat(self, local_peers: list[dict[str, Any]]) -> list[str]:
+        """Prove this process alive; returns dead processes whose peers this one must reap."""

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from app.core import Draft
 
 from .base import Committed, Record, encode_data, new_epoch
 
-__all__ = ["MemoryStore"]
+__all__ = ["MemoryBroker", "MemoryStore"]
 
 IDEMPOTENCY_KEYS = 20_000
 
 
 class MemoryStore:
+    shared = False
+
     def __init__(self, history_limit: int = 256) -> None:
         self._epoch = new_epoch()
         self._records: deque[Record] = deque(maxlen=history_limit)
@@ -71,3 +75,25 @@ class MemoryStore:
 
     async def set_bot_state(self, name: str, enabled: bool) -> None:
         self._bots[name] = enabled
+
+
+class MemoryBroker:
+    """One process is the whole cluster: nothing to tell, nobody to hear."""
+
+    node = "local"
+
+    async def open(self) -> list[dict[str, Any]]:
+        return []
+
+    async def close(self) -> None:
+        return None
+
+    def publish(self, message: dict[str, Any]) -> None:
+        return None
+
+    async def listen(self) -> AsyncIterator[dict[str, Any]]:
+        await asyncio.Event().wait()  # never: there are no other processes
+        yield {}  # pragma: no cover
+
+    async def heartbeat(self, local_peers: list[dict[str, Any]]) -> list[str]:
+        return []

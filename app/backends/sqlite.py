@@ -50,6 +50,8 @@ MIGRATIONS: list[str] = [
 
 
 class SqliteStore:
+    shared = False
+
     def __init__(self, path: Path, history_limit: int = 256) -> None:
         self.path = path
         self.history_limit = history_limit

@@ -189,6 +189,16 @@ class Chat:
         except (KeyError, TypeError, ValueError):
             return
 
+    def resync(self, peers: list[dict[str, Any]], now: float) -> None:
+        """After a lost link to the other processes: their peers are exactly ``peers``."""
+        keep = set()
+        for fact in peers:
+            self.apply({"f": "peer-up", "peer": fact}, now)
+            keep.add(str(fact.get("peerId")))
+        for peer in list(self.presence.peers.values()):
+            if peer.node != self.config.node and peer.peer_id not in keep:
+                self.presence.remove(peer.peer_id, now, owned=False)
+
     def reap(self, node: str, now: float) -> list[Output]:
         """Another process died: its peers leave as if they disconnected here."""
         out: list[Output] = []

@@ -1,0 +1,338 @@
+"""Redis: one chat across several server processes.
+
+- History is a Redis Stream whose entry ids are ``<seq>-0``; one Lua script per
+  batch does the idempotency check, ``INCR`` of the seq and ``XADD`` atomically,
+  so all processes share one strictly increasing order. Every process tails the
+  stream (``XREAD BLOCK``) and delivers durable events from it, its own too.
+- The epoch lives in Redis. If Redis loses its data (a restart without
+  persistence), the next script call creates a new epoch and clients resync.
+- Non-durable events and state facts go over one pub/sub channel. Live peers are
+  mirrored in a hash so a new process learns who is online, and each process
+  refreshes a heartbeat key; a process whose key stays missing for ``node_ttl``
+  is declared dead and exactly one survivor (a ``SET NX`` lock) reaps its peers.
+
+All keys share the hash tag ``{lastra}`` (configurable prefix) so the script's
+keys live in one slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from app.core import Draft
+
+from .base import Committed, Record, StoreUnavailable, new_epoch
+
+__all__ = ["RedisBroker", "RedisStore"]
+
+log = logging.getLogger("lastra.redis")
+
+IDEMPOTENCY_TTL = 24 * 3600
+
+APPEND = """
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  epoch = ARGV[2]
+  redis.call('SET', KEYS[2], epoch)
+  redis.call('DEL', KEYS[1], KEYS[3])
+end
+local limit = tonumber(ARGV[1])
+local out = {epoch}
+local n = (#ARGV - 4) / 5
+for i = 0, n - 1 do
+  local b = 5 + i * 5
+  local typ, user, client, id, data = ARGV[b], ARGV[b+1], ARGV[b+2], ARGV[b+3], ARGV[b+4]
+  local key = false
+  local prev = false
+  if user ~= '' and client ~= '' then
+    key = ARGV[3] .. epoch .. ':' .. user .. ':' .. client
+    prev = redis.call('GET', key)
+  end
+  if prev then
+    table.insert(out, 'dup')
+    table.insert(out, prev)
+  else
+    local seq = redis.call('INCR', KEYS[1])
+    local full = string.sub(data, 1, -2) .. ',"seq":' .. seq .. '}'
+    if typ == 'clear' then
+      redis.call('XTRIM', KEYS[3], 'MINID', seq)
+    end
+    redis.call('XADD', KEYS[3], 'MAXLEN', limit, seq .. '-0', 't', typ, 'd', full)
+    if key then
+      redis.call('SET', key, id .. ' ' .. seq, 'EX', tonumber(ARGV[4]))
+    end
+    table.insert(out, 'new')
+    table.insert(out, tostring(seq))
+  end
+end
+return out
+"""
+
+
+def _client(url: str) -> aioredis.Redis:
+    # RESP2 pinned: reply shapes (XREAD as a list of [stream, entries]) stay the same
+    # whichever default a redis-py release picks.
+    return aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=3, protocol=2)
+
+
+def _seq_of(entry_id: bytes) -> int:
+    return int(entry_id.split(b"-", 1)[0])
+
+
+class RedisStore:
+    shared = True
+
+    def __init__(self, url: str, history_limit: int = 256, prefix: str = "{lastra}") -> None:
+        self.url = url
+        self.history_limit = history_limit
+        self._r = _client(url)
+        self._k_seq = f"{prefix}:seq"
+        self._k_epoch = f"{prefix}:epoch"
+        self._k_events = f"{prefix}:events"
+        self._k_idem = f"{prefix}:idem:"
+        self._k_bots = f"{prefix}:bots"
+        self._epoch = ""
+        self._append = self._r.register_script(APPEND)
+
+    @property
+    def epoch(self) -> str:
+        return self._epoch
+
+    async def open(self) -> None:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self._epoch = await self._current_epoch()
+                return
+            except RedisError:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("waiting for Redis at %s", self.url)
+                await asyncio.sleep(1)
+
+    async def _current_epoch(self) -> str:
+        await self._r.set(self._k_epoch, new_epoch(), nx=True)
+        value: Any = await self._r.get(self._k_epoch)
+        return bytes(value).decode() if value else ""
+
+    async def close(self) -> None:
+        await self._r.aclose()
+
+    async def append(self, drafts: Sequence[Draft]) -> list[Committed]:
+        args: list[Any] = [self.history_limit, new_epoch(), self._k_idem, IDEMPOTENCY_TTL]
+        for d in drafts:
+            data = orjson.dumps(d.data)
+            args += [d.type, d.user_id or "", d.client_id or "", d.id, data]
+        try:
+            raw = await self._append(keys=[self._k_seq, self._k_epoch, self._k_events], args=args)
+        except RedisError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        self._epoch = bytes(raw[0]).decode()
+        out: list[Committed] = []
+        for i, draft in enumerate(drafts):
+            status, value = bytes(raw[1 + 2 * i]), bytes(raw[2 + 2 * i]).decode()
+            if status == b"dup":
+                first_id, _, first_seq = value.partition(" ")
+                out.append(Committed(int(first_seq), first_id))
+            else:
+                data = orjson.dumps(draft.data)[:-1] + b',"seq":' + value.encode() + b"}"
+                out.append(Committed(int(value), None, Record(int(value), draft.type, data)))
+        return out
+
+    def _records(self, entries: list[Any]) -> list[Record]:
+        return [
+            Record(_seq_of(eid), bytes(fields[b"t"]).decode(), bytes(fields[b"d"]))
+            for eid, fields in entries
+        ]
+
+    async def since(self, seq: int) -> list[Record] | None:
+        last = await self.last_seq()
+        if seq >= last:
+            return [] if seq == last else None
+        entries: Any = await self._r.xrange(self._k_events, min=f"{seq + 1}-0", max="+")
+        records = self._records(entries)
+        if not records or records[0].seq != seq + 1:
+            oldest: Any = await self._r.xrange(self._k_events, count=1)
+            if not oldest or _seq_of(oldest[0][0]) > seq + 1:
+                return None
+            if not records or records[0].seq != seq + 1:
+                return None  # a gap inside the range: not continuous
+        return records
+
+    async def recent(self, limit: int) -> list[Record]:
+        entries: Any = await self._r.xrevrange(self._k_events, count=limit)
+        return list(reversed(self._records(entries)))
+
+    async def last_seq(self) -> int:
+        value = await self._r.get(self._k_seq)
+        return int(value) if value else 0
+
+    async def bot_states(self) -> dict[str, bool]:
+        raw: Any = await self._r.hgetall(self._k_bots)
+        return {bytes(k).decode(): v == b"1" for k, v in raw.items()}
+
+    async def set_bot_state(self, name: str, enabled: bool) -> None:
+        await self._r.hset(self._k_bots, name, "1" if enabled else "0")
+
+    async def tail(self, after_seq: int) -> AsyncIterator[list[Record]]:
+        """XREAD from ``after_seq`` forever; an empty list means 'resync everyone'."""
+        last = after_seq
+        backoff = 0.2
+        while True:
+            try:
+                resp: Any = await self._r.xread(
+                    {self._k_events: f"{last}-0"}, block=2000, count=1000
+                )
+                backoff = 0.2
+            except (RedisError, OSError):
+                log.warning("Redis unreachable; tail retries in %.1fs", backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                with contextlib.suppress(RedisError, OSError):
+                    epoch = await self._current_epoch()
+                    if epoch != self._epoch:
+                        self._epoch, last = epoch, 0
+                        yield []
+                continue
+            if not resp:
+                epoch = await self._current_epoch()
+                if epoch != self._epoch:
+                    self._epoch, last = epoch, 0
+                    yield []
+                continue
+            records = self._records(resp[0][1])
+            if records and records[0].seq != last + 1:
+                log.warning("stream gap after seq %d (trimmed while away): resync", last)
+                last = records[-1].seq
+                yield []
+                continue
+            if records:
+                last = records[-1].seq
+                yield records
+
+
+class RedisBroker:
+    """Pub/sub fan-out, the live-peer registry and process heartbeats."""
+
+    def __init__(self, url: str, prefix: str = "{lastra}", node_ttl: float = 6.0) -> None:
+        self.url = url
+        self.node = "n_" + uuid.uuid4().hex[:10]
+        self.node_ttl = node_ttl
+        self._r = _client(url)
+        self._channel = f"{prefix}:bus"
+        self._k_peers = f"{prefix}:peers"
+        self._k_node = f"{prefix}:node:"
+        self._k_reap = f"{prefix}:reap:"
+        self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._missing_since: dict[str, float] = {}
+
+    async def open(self) -> list[dict[str, Any]]:
+        await self._r.set(self._k_node + self.node, "1", px=int(self.node_ttl * 1000))
+        self._writer = asyncio.create_task(self._write(), name="lastra-redis-publish")
+        return await self._peer_facts()
+
+    async def _peer_facts(self) -> list[dict[str, Any]]:
+        raw = await self._r.hgetall(self._k_peers)
+        facts = [orjson.loads(v) for v in raw.values()]
+        return [{"f": "peer-up", "peer": p} for p in facts if p.get("node") != self.node]
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._outbox.join(), 2)
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+        with contextlib.suppress(RedisError, OSError):
+            await self._r.delete(self._k_node + self.node)
+        await self._r.aclose()
+
+    def publish(self, message: dict[str, Any]) -> None:
+        self._outbox.put_nowait(message)
+
+    async def _write(self) -> None:
+        """Publish in order, batched; mirror peer facts into the registry hash."""
+        while True:
+            batch = [await self._outbox.get()]
+            while not self._outbox.empty() and len(batch) < 256:
+                batch.append(self._outbox.get_nowait())
+            pipe = self._r.pipeline(transaction=False)
+            for msg in batch:
+                fact = msg.get("fact") if msg.get("k") == "fact" else None
+                if fact is not None and fact.get("f") in ("peer-up", "peer-update"):
+                    pipe.hset(self._k_peers, fact["peer"]["peerId"], orjson.dumps(fact["peer"]))
+                elif fact is not None and fact.get("f") == "peer-down":
+                    pipe.hdel(self._k_peers, fact["peerId"])
+                pipe.publish(self._channel, orjson.dumps({**msg, "n": self.node}))
+            try:
+                await pipe.execute()
+            except (RedisError, OSError):
+                log.warning("Redis unreachable: %d fan-out messages dropped", len(batch))
+            finally:
+                for _ in batch:
+                    self._outbox.task_done()
+
+    async def listen(self) -> AsyncIterator[dict[str, Any]]:
+        backoff = 0.2
+        resync = False
+        while True:
+            pubsub = self._r.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self._channel)
+                if resync:  # what we missed while away: the registry is the truth
+                    yield {"k": "sync", "peers": [f["peer"] for f in await self._peer_facts()]}
+                backoff = 0.2
+                async for message in pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    msg = orjson.loads(message["data"])
+                    if msg.get("n") != self.node:
+                        yield msg
+            except (RedisError, OSError):
+                log.warning("Redis pub/sub lost; resubscribing in %.1fs", backoff)
+                resync = True
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def heartbeat(self, local_peers: list[dict[str, Any]]) -> list[str]:
+        now = time.monotonic()
+        pipe = self._r.pipeline(transaction=False)
+        pipe.set(self._k_node + self.node, "1", px=int(self.node_ttl * 1000))
+        for peer in local_peers:  # self-heals the registry after a Redis restart
+            pipe.hset(self._k_peers, peer["peerId"], orjson.dumps(peer))
+        pipe.hgetall(self._k_peers)
+        results = await pipe.execute()
+        registry: dict[bytes, bytes] = results[-1]
+        by_node: dict[str, list[bytes]] = {}
+        for peer_id, raw in registry.items():
+            node = str(orjson.loads(raw).get("node", ""))
+            if node and node != self.node:
+                by_node.setdefault(node, []).append(peer_id)
+        dead: list[str] = []
+        for node, peer_ids in by_node.items():
+            if await self._r.exists(self._k_node + node):
+                self._missing_since.pop(node, None)
+                continue
+            first = self._missing_since.setdefault(node, now)
+            if now - first < self.node_ttl:
+                continue  # maybe Redis restarted and it has not re-registered yet
+            lock = await self._r.set(self._k_reap + node, self.node, nx=True, ex=60)
+            if lock:
+                await self._r.hdel(self._k_peers, *peer_ids)
+                dead.append(node)
+            self._missing_since.pop(node, None)
+        return dead

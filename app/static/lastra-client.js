@@ -1,0 +1,751 @@
+// LastraClient — one connection API for Lastra Chat over WebSocket or SSE+POST.
+//
+//   import { LastraClient } from '/lastra-client.js';
+//   const client = new LastraClient({ userName: 'Ada' });
+//   client.on('chat', (msg) => render(msg));
+//   client.on('status', (s) => banner(s));          // {status, transport, fallback, ...}
+//   const clientId = client.send('chat', { text: 'hello' });
+//
+// Options (all optional except userName when no token is given):
+//   url                base URL of the server (default: this page's origin)
+//   userName           display name used to create the session
+//   token              an existing session token; without one the client calls
+//                      POST /api/session itself and remembers the token in localStorage
+//   autoConnect        connect from the constructor (default true)
+//   reconnectLimit     attempts before giving up (default 20; Infinity allowed)
+//   reconnectInterval  backoff base in ms (default 1000); delay = random(0, min(30 s, base·2^n))
+//   heartbeatInterval  ping period in ms (default: the server's `ready.heartbeatInterval`)
+//   transport          'auto' (default, follow GET /api/transport) | 'ws' | 'sse'
+//
+// Properties: status (CONNECTING|OPEN|CLOSING|CLOSED), isConnected, error, transport
+// ('ws'|'sse'|null), fallback (null or {from:'ws', reason}), userId, peerId, epoch, lastSeq.
+//
+// Events (on/off): every server event type (ready, history, chat, clear, presence,
+// presence-diff, typing, bot-state, ai-stream, webrtc-signal, ack, error, pong), plus
+//   status          a snapshot whenever the connection state changes
+//   fallback        {from, to, reason} when WebSocket could not be used
+//   reconnecting    {attempt, delay}
+//   message-state   {clientId, state: 'sending'|'sent'|'failed', text, id?, seq?, error?}
+//   outbox          {queued, failed}
+//   tab-limit       {tabs, limit} — too many SSE tabs for HTTP/1.1 (see below)
+//   session         {userId, userName}
+//   *               (type, data, envelope) for everything
+//
+// Chat sends are never lost: each gets a clientId (its idempotency key), sits in an outbox
+// persisted in sessionStorage until the server acks it, and is re-sent with the same
+// clientId after a reconnect. Durable events are deduplicated by `seq`.
+//
+// The seventh tab problem: over HTTP/1.1 browsers allow six connections per origin, and
+// each SSE stream holds one. A seventh SSE tab would wait forever; this client counts SSE
+// tabs (BroadcastChannel) and watches the stream-open time, and reports `tab-limit`.
+// The fix is to serve Lastra over HTTP/2 (e.g. a TLS reverse proxy) or to enable WebSocket.
+
+import { WsTransport, SseTransport } from './lastra-transports.js';
+import { TabCounter, multiplexed, HTTP1_STREAM_LIMIT } from './lastra-tabs.js';
+
+export const Status = Object.freeze({
+  CONNECTING: 'CONNECTING', OPEN: 'OPEN', CLOSING: 'CLOSING', CLOSED: 'CLOSED',
+});
+
+const DEFAULTS = Object.freeze({
+  url: typeof location !== 'undefined' ? location.origin : '',
+  userName: '',
+  token: null,
+  autoConnect: true,
+  reconnectLimit: 20,
+  reconnectInterval: 1000,
+  maxReconnectInterval: 30000,
+  heartbeatInterval: null,
+  pongTimeout: 10000,
+  wsOpenTimeout: 6000,
+  sseOpenTimeout: 8000,
+  sseReadyTimeout: 10000,
+  sseIdleTimeout: 45000,
+  requestTimeout: 10000,
+  fallbackStickyMs: 10 * 60 * 1000,
+  transport: 'auto',
+  storageKey: 'lastra.session',
+  outboxKey: 'lastra.outbox',
+});
+
+const newId = () => (crypto.randomUUID ? crypto.randomUUID() : `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`);
+
+function storage(kind) {
+  try { return kind === 'local' ? window.localStorage : window.sessionStorage; } catch { return null; }
+}
+
+function readJson(store, key) {
+  try { return JSON.parse(store.getItem(key) || 'null'); } catch { return null; }
+}
+
+function writeJson(store, key, value) {
+  try {
+    if (value === null) store.removeItem(key);
+    else store.setItem(key, JSON.stringify(value));
+  } catch { /* storage full or disabled: keep going in memory */ }
+}
+
+/** Seconds-since-epoch expiry of a JWT, or null. Only read, never trusted. */
+function tokenExpiry(token) {
+  try {
+    const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const exp = JSON.parse(atob(part + '='.repeat((4 - (part.length % 4)) % 4))).exp;
+    return typeof exp === 'number' ? exp : null;
+  } catch {
+    return null;
+  }
+}
+
+class ConnectError extends Error {
+  constructor(message, extra = {}) {
+    super(message);
+    Object.assign(this, extra);
+  }
+}
+
+export class LastraClient {
+  constructor(options = {}) {
+    this.options = { ...DEFAULTS, ...options };
+    this.options.url = String(this.options.url || '').replace(/\/+$/, '');
+    this.status = Status.CLOSED;
+    this.error = null;
+    this.transport = null;
+    this.fallback = null;
+    this.userId = null;
+    this.userName = this.options.userName || null;
+    this.peerId = null;
+    this.epoch = null;
+    this.lastSeq = null;
+    this.limits = null;
+    this.rtt = null;
+    this.attempt = 0;
+    this.nextRetryAt = null;
+    this.online = typeof navigator === 'undefined' ? true : navigator.onLine !== false;
+    this.tabLimit = null;
+
+    this._handlers = new Map();
+    this._token = this.options.token || null;
+    this._ownsSession = !this.options.token;
+    this._local = storage('local');
+    this._session = storage('session');
+    this._gen = 0;
+    this._link = null;
+    this._stopped = true;
+    this._timers = {};
+    this._wsBrokenUntil = 0;
+    this._wsBrokenReason = null;
+    this._tabs = new TabCounter();
+    this._outbox = this._loadOutbox();
+
+    this._onOnline = () => this._networkChanged(true);
+    this._onOffline = () => this._networkChanged(false);
+    this._onVisible = () => {
+      if (document.visibilityState === 'visible' && this._timers.retry) this.reconnectNow();
+    };
+    addEventListener('online', this._onOnline);
+    addEventListener('offline', this._onOffline);
+    document.addEventListener('visibilitychange', this._onVisible);
+
+    if (this.options.autoConnect) queueMicrotask(() => this.connect());
+  }
+
+  // ---------------------------------------------------------------- public API
+
+  get isConnected() { return this.status === Status.OPEN; }
+
+  /** Start connecting (no-op when already connecting or open). */
+  connect() {
+    if (this.status === Status.OPEN || this.status === Status.CONNECTING) return;
+    this._stopped = false;
+    this.attempt = 0;
+    this.error = null;
+    this._clearTimer('retry');
+    this._attempt();
+  }
+
+  /** Close the connection and stop reconnecting. Queued chats stay in the outbox. */
+  disconnect() {
+    this._stopped = true;
+    this._gen += 1;
+    this._clearAllTimers();
+    this.nextRetryAt = null;
+    if (this._link) {
+      this._setStatus(Status.CLOSING);
+      const link = this._link;
+      this._link = null;
+      link.close(1000, 'client closing');
+    }
+    this._tabs.setSse(false);
+    this._setStatus(Status.CLOSED);
+  }
+
+  /** Skip the backoff wait and try now (e.g. a "Retry now" button). */
+  reconnectNow() {
+    if (this._stopped) { this.connect(); return; }
+    if (this.status === Status.OPEN || this.status === Status.CONNECTING) return;
+    this._clearTimer('retry');
+    this._attempt();
+  }
+
+  /**
+   * Send one message. `chat` is queued (and persisted) until acknowledged and returns its
+   * clientId; other types are sent only while connected and return true/false.
+   */
+  send(type, data = {}, { ref } = {}) {
+    if (type === 'chat') {
+      const text = typeof data === 'string' ? data : String(data.text ?? '');
+      const item = { clientId: data.clientId || newId(), text, state: 'sending', ts: Date.now(), userId: this.userId };
+      this._outbox.push(item);
+      this._saveOutbox();
+      this._emit('message-state', { ...item });
+      this._emitOutbox();
+      if (this.isConnected) this._transmitChat(item);
+      return item.clientId;
+    }
+    if (!this.isConnected || !this._link) return false;
+    this._link.send(type, data, ref).then(
+      (reply) => { if (reply && (ref || Object.keys(reply).length)) this._emit('ack', reply); },
+      (err) => this._postFailed(err),
+    );
+    return true;
+  }
+
+  /** Send a failed chat again with its original clientId. */
+  retry(clientId) {
+    const item = this._outbox.find((m) => m.clientId === clientId);
+    if (!item) return false;
+    item.state = 'sending';
+    delete item.error;
+    this._saveOutbox();
+    this._emit('message-state', { ...item });
+    this._emitOutbox();
+    if (this.isConnected) this._transmitChat(item);
+    else if (this.status === Status.CLOSED && !this._timers.retry) this.reconnectNow();
+    return true;
+  }
+
+  /** Drop a queued or failed chat. */
+  discard(clientId) {
+    const before = this._outbox.length;
+    this._outbox = this._outbox.filter((m) => m.clientId !== clientId);
+    if (this._outbox.length === before) return false;
+    this._saveOutbox();
+    this._emitOutbox();
+    return true;
+  }
+
+  /** Chats not yet acknowledged, oldest first: [{clientId, text, state, ts}]. */
+  get outbox() { return this._outbox.map((m) => ({ ...m })); }
+
+  on(type, handler) {
+    if (!this._handlers.has(type)) this._handlers.set(type, new Set());
+    this._handlers.get(type).add(handler);
+    return () => this.off(type, handler);
+  }
+
+  off(type, handler) {
+    const set = this._handlers.get(type);
+    if (set) set.delete(handler);
+  }
+
+  /** Forget the remembered session (e.g. "change name"). Disconnects first. */
+  forgetSession() {
+    this.disconnect();
+    if (this._ownsSession) {
+      this._token = null;
+      if (this._local) writeJson(this._local, this.options.storageKey, null);
+    }
+  }
+
+  /** Close everything, including the tab counter and window listeners. */
+  destroy() {
+    this.disconnect();
+    this._tabs.close();
+    removeEventListener('online', this._onOnline);
+    removeEventListener('offline', this._onOffline);
+    document.removeEventListener('visibilitychange', this._onVisible);
+  }
+
+  snapshot() {
+    const queued = this._outbox.filter((m) => m.state === 'sending').length;
+    return {
+      status: this.status, transport: this.transport, fallback: this.fallback, online: this.online,
+      attempt: this.attempt, nextRetryAt: this.nextRetryAt, queued,
+      failed: this._outbox.length - queued, error: this.error, tabLimit: this.tabLimit,
+    };
+  }
+
+  // ---------------------------------------------------------------- connecting
+
+  async _attempt() {
+    const gen = ++this._gen;
+    this.nextRetryAt = null;
+    this._setStatus(Status.CONNECTING);
+    try {
+      if (!this.online) throw new ConnectError('offline', { offline: true });
+      await this._ensureSession();
+      if (gen !== this._gen) return;
+      let kind = this.options.transport;
+      if (kind === 'auto') kind = (await this._askTransport()).transport === 'sse' ? 'sse' : 'ws';
+      if (gen !== this._gen) return;
+      let fallback = null;
+      if (kind === 'ws' && Date.now() < this._wsBrokenUntil && this.options.transport === 'auto') {
+        kind = 'sse';
+        fallback = { from: 'ws', reason: this._wsBrokenReason };
+      }
+      if (kind === 'ws') {
+        try {
+          await this._open('ws', gen);
+          this._setFallback(null);
+          return;
+        } catch (err) {
+          if (gen !== this._gen) return;
+          if (!err.wsSpecific || this.options.transport === 'ws') throw err;
+          fallback = { from: 'ws', reason: err.reason };
+        }
+      }
+      if (fallback) this._setFallback(fallback, true);
+      await this._open('sse', gen);
+      if (fallback) {
+        // SSE works where WebSocket did not: stick to SSE for a while rather than paying
+        // the WebSocket timeout on every reconnect. A 4403 is the server's decision and
+        // GET /api/transport already reflects it.
+        if (fallback.reason !== 'transport-disabled' && this._wsBrokenUntil < Date.now()) {
+          this._wsBrokenUntil = Date.now() + this.options.fallbackStickyMs;
+          this._wsBrokenReason = fallback.reason;
+        }
+        this._setFallback(fallback);
+      } else {
+        this._setFallback(null);
+      }
+    } catch (err) {
+      if (gen !== this._gen) return;
+      this._attemptFailed(err);
+    }
+  }
+
+  async _fetch(path, init = {}) {
+    try {
+      return await fetch(`${this.options.url}${path}`, {
+        cache: 'no-store', ...init, signal: AbortSignal.timeout(this.options.requestTimeout),
+      });
+    } catch (err) {
+      throw new ConnectError(`cannot reach the server (${err && err.name === 'TimeoutError' ? 'timeout' : 'network error'})`, { network: true });
+    }
+  }
+
+  async _ensureSession() {
+    if (this._token && !this._ownsSession) return;
+    const now = Date.now() / 1000;
+    const usable = (t) => t && (tokenExpiry(t) === null || tokenExpiry(t) > now + 3600);
+    if (!this._token && this._local) {
+      const stored = readJson(this._local, this.options.storageKey);
+      if (stored && stored.token && (!this.userName || stored.userName === this.userName) && usable(stored.token)) {
+        this._token = stored.token;
+        this.userId = stored.userId;
+        this.userName = stored.userName;
+        this._emit('session', { userId: this.userId, userName: this.userName });
+      }
+    }
+    if (usable(this._token)) return;
+    if (!this.userName) throw new ConnectError('a userName is needed to create a session', { fatal: true, code: 'invalid' });
+    const stored = this._local && readJson(this._local, this.options.storageKey);
+    const prev = this._token || (stored && stored.token);
+    const headers = { 'Content-Type': 'application/json' };
+    if (prev && tokenExpiry(prev) !== null && tokenExpiry(prev) > now) headers.Authorization = `Bearer ${prev}`;
+    const resp = await this._fetch('/api/session', { method: 'POST', headers, body: JSON.stringify({ userName: this.userName }) });
+    const body = await resp.json().catch(() => null);
+    if (!resp.ok || !body || !body.token) {
+      const fatal = resp.status === 422 || resp.status === 400;
+      throw new ConnectError((body && body.message) || `session refused (HTTP ${resp.status})`, { fatal, code: (body && body.code) || 'internal' });
+    }
+    this._token = body.token;
+    this.userId = body.userId;
+    this.userName = body.userName;
+    if (this._local) writeJson(this._local, this.options.storageKey, { token: body.token, userId: body.userId, userName: body.userName });
+    this._emit('session', { userId: this.userId, userName: this.userName });
+  }
+
+  async _askTransport() {
+    const resp = await this._fetch('/api/transport', { headers: { Authorization: `Bearer ${this._token}` } });
+    if (resp.status === 401) throw new ConnectError('session expired', { auth: true });
+    if (!resp.ok) {
+      if (resp.status === 404) return { transport: 'ws', reason: 'no transport endpoint' };
+      throw new ConnectError(`GET /api/transport failed (HTTP ${resp.status})`, { network: true });
+    }
+    const body = await resp.json().catch(() => ({}));
+    return { transport: body.transport === 'sse' ? 'sse' : 'ws', reason: body.reason || '' };
+  }
+
+  /** Open a transport; resolves once `ready` has arrived, rejects if it never does. */
+  _open(kind, gen) {
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      let readySeen = false;
+      const settle = (err) => {
+        if (settled) return;
+        settled = true;
+        this._clearTimer('open');
+        if (err) reject(err); else resolve();
+      };
+      const handlers = {
+        onEnvelope: (env) => {
+          if (this._link !== link) return;
+          if (env.type === 'ready' && !readySeen) {
+            readySeen = true;
+            this._becameReady(link, env.data || {});
+            settle(null);
+          }
+          this._receive(env);
+        },
+        onActivity: () => { if (this._link === link) this._alive(); },
+        onOpen: () => {
+          if (kind !== 'sse' || this._link !== link) return;
+          this._setTabLimit(null);
+          this._setTimer('open', this.options.sseReadyTimeout, () => {
+            settle(new ConnectError('the event stream opened but sent nothing', { network: true }));
+            this._drop(link, 'no ready');
+          });
+        },
+        onClose: (info) => {
+          if (this._link !== link) return;
+          this._link = null;
+          if (!readySeen) {
+            this._tabs.setSse(false);
+            settle(this._openError(kind, info));
+          } else {
+            this._linkLost(info);
+          }
+        },
+      };
+      let link;
+      if (kind === 'ws') {
+        const auth = { token: this._token };
+        if (this.epoch && this.lastSeq !== null) { auth.lastSeq = this.lastSeq; auth.epoch = this.epoch; }
+        const wsUrl = `${this.options.url.replace(/^http/, 'ws')}/api/chat.ws`;
+        this._setTimer('open', this.options.wsOpenTimeout, () => {
+          settle(new ConnectError('WebSocket did not open in time', { wsSpecific: true, reason: 'ws-open-timeout' }));
+          this._drop(link, 'open timeout');
+        });
+        link = new WsTransport({ url: wsUrl, auth, ...handlers });
+      } else {
+        const lastEventId = this.epoch && this.lastSeq !== null ? `${this.epoch}:${this.lastSeq}` : null;
+        const others = this._tabs.otherSseTabs();
+        if (!multiplexed() && others >= HTTP1_STREAM_LIMIT) this._setTabLimit({ tabs: others + 1, limit: HTTP1_STREAM_LIMIT, reason: 'counted' });
+        this._setTimer('open', this.options.sseOpenTimeout, () => {
+          // Still waiting for response headers: the browser is most likely holding the
+          // request back for a free connection. Keep waiting, but say so.
+          if (!multiplexed()) this._setTabLimit({ tabs: Math.max(others + 1, HTTP1_STREAM_LIMIT + 1), limit: HTTP1_STREAM_LIMIT, reason: 'stalled' });
+        });
+        this._tabs.setSse(true);
+        link = new SseTransport({ baseUrl: this.options.url, token: this._token, lastEventId, peerId: () => this.peerId, ...handlers });
+      }
+      if (gen !== this._gen) { link.close(); settle(new ConnectError('superseded')); return; }
+      this._link = link;
+    });
+  }
+
+  _openError(kind, info) {
+    if (info.code === 4401 || info.status === 401) return new ConnectError('not authenticated', { auth: true });
+    if (kind === 'ws') {
+      if (info.code === 4403) return new ConnectError('WebSocket is not enabled for this user', { wsSpecific: true, reason: 'transport-disabled' });
+      const reason = info.opened ? 'ws-closed-before-ready' : 'ws-handshake-failed';
+      return new ConnectError(`WebSocket failed (${info.code}${info.reason ? ` ${info.reason}` : ''})`, { wsSpecific: true, reason });
+    }
+    if (info.status === 403) return new ConnectError('SSE is disabled on this server', { code: 'forbidden', sseDisabled: true });
+    return new ConnectError(`event stream failed (${info.status || info.reason || info.code})`, { network: true });
+  }
+
+  _becameReady(link, data) {
+    this.transport = link.kind;
+    this.peerId = data.peerId || null;
+    if (data.userId) this.userId = data.userId;
+    if (data.userName) this.userName = data.userName;
+    this.limits = data.limits || null;
+    if (this.epoch && data.epoch !== this.epoch) this.lastSeq = null; // history was lost: start over
+    this.epoch = data.epoch || null;
+    if (!data.recovered) this.lastSeq = null; // a `history` snapshot follows
+    this._readyLastSeq = typeof data.lastSeq === 'number' ? data.lastSeq : null;
+    this.attempt = 0;
+    this.error = null;
+    this._authRetried = false;
+    this._tabs.setSse(link.kind === 'sse');
+    this._setTabLimit(null);
+    this._setStatus(Status.OPEN);
+    this._startHeartbeat(link, data.heartbeatInterval);
+    // Flush after the `ready` handlers have run (see _receive), in original order.
+    queueMicrotask(() => { if (this._link === link) this._flushOutbox(); });
+  }
+
+  _attemptFailed(err) {
+    this._link = null;
+    this._tabs.setSse(false);
+    if (err.auth && this._ownsSession && !this._authRetried) {
+      // Expired or foreign token (e.g. the server's secret changed): make a new session.
+      this._authRetried = true;
+      this._token = null;
+      if (this._local) writeJson(this._local, this.options.storageKey, null);
+      this._attempt();
+      return;
+    }
+    this._authRetried = false;
+    this.error = { code: err.code || (err.auth ? 'not_authenticated' : err.offline ? 'offline' : 'network'), message: err.message };
+    if (err.fatal || (err.auth && !this._ownsSession)) {
+      this._stopped = true;
+      this._setStatus(Status.CLOSED);
+      return;
+    }
+    this._scheduleReconnect();
+  }
+
+  _linkLost(info) {
+    this._stopHeartbeat();
+    this._tabs.setSse(false);
+    this.peerId = null;
+    if (this._stopped) { this._setStatus(Status.CLOSED); return; }
+    this.error = { code: 'disconnected', message: `connection lost (${info.code}${info.reason ? ` ${info.reason}` : ''})` };
+    if (info.code === 4401) this._token = this._ownsSession ? null : this._token;
+    // 1012 (server restarting) and 4409 (slow consumer) ask us to come straight back.
+    this._scheduleReconnect(info.code === 4409);
+  }
+
+  _scheduleReconnect(immediate = false) {
+    if (this._stopped) return;
+    this._stopHeartbeat();
+    if (!this.online) {
+      // Nothing to do until the browser is back online (see _networkChanged).
+      this.nextRetryAt = null;
+      this._setStatus(Status.CLOSED);
+      return;
+    }
+    if (this.attempt >= this.options.reconnectLimit) {
+      this._stopped = true;
+      this.nextRetryAt = null;
+      this.error = { code: 'reconnect_limit', message: `gave up after ${this.attempt} attempts` };
+      for (const m of this._outbox) if (m.state === 'sending') this._markFailed(m, 'not connected');
+      this._setStatus(Status.CLOSED);
+      return;
+    }
+    const cap = Math.min(this.options.maxReconnectInterval, this.options.reconnectInterval * 2 ** this.attempt);
+    const delay = immediate ? 0 : Math.round(Math.random() * cap); // full jitter
+    this.attempt += 1;
+    this.nextRetryAt = Date.now() + delay;
+    this._setStatus(Status.CLOSED);
+    this._emit('reconnecting', { attempt: this.attempt, delay });
+    this._setTimer('retry', delay, () => this._attempt());
+  }
+
+  _networkChanged(online) {
+    this.online = online;
+    if (!online) {
+      // The browser says the network is gone: don't wait for a heartbeat to notice.
+      this._gen += 1;
+      this._clearTimer('retry');
+      this._clearTimer('open');
+      this._stopHeartbeat();
+      if (this._link) this._drop(this._link, 'offline');
+      this._tabs.setSse(false);
+      this.peerId = null;
+      this.nextRetryAt = null;
+      if (this._stopped) this._emit('status', this.snapshot());
+      else this._setStatus(Status.CLOSED);
+      return;
+    }
+    this._emit('status', this.snapshot());
+    if (!this._stopped && this.status === Status.CLOSED) {
+      this.attempt = 0;
+      this.reconnectNow();
+    }
+  }
+
+  // ---------------------------------------------------------------- heartbeat
+
+  _startHeartbeat(link, serverSeconds) {
+    this._stopHeartbeat();
+    if (link.kind === 'ws') {
+      const every = this.options.heartbeatInterval || (serverSeconds ? serverSeconds * 1000 : 30000);
+      this._setInterval('ping', every, () => {
+        if (this._link !== link) return;
+        if (!this._timers.pong) {
+          this._setTimer('pong', Math.min(this.options.pongTimeout, every), () => this._dead(link, 'no pong'));
+        }
+        link.send('ping', { t: Date.now() }).catch(() => {});
+      });
+    } else {
+      this._alive();
+    }
+  }
+
+  _alive() {
+    if (this._link && this._link.kind === 'sse') {
+      const link = this._link;
+      this._setTimer('idle', this.options.sseIdleTimeout, () => this._dead(link, 'stream silent'));
+    }
+  }
+
+  _dead(link, why) {
+    if (this._link !== link) return;
+    this._drop(link, why);
+    this._linkLost({ code: 4000, reason: why });
+  }
+
+  /** Close a link without its onClose reaching us. */
+  _drop(link, why) {
+    if (this._link === link) this._link = null;
+    link.close(4000, why);
+  }
+
+  _stopHeartbeat() {
+    for (const name of ['ping', 'pong', 'idle']) this._clearTimer(name);
+  }
+
+  // ---------------------------------------------------------------- receiving
+
+  _receive(env) {
+    const data = env.data || {};
+    let seq = env.seq;
+    if (typeof seq !== 'number' && (env.type === 'chat' || env.type === 'clear')) seq = data.seq;
+    if (typeof seq === 'number') {
+      if (this.lastSeq !== null && seq <= this.lastSeq) return; // already seen
+      this.lastSeq = seq;
+    }
+    switch (env.type) {
+      case 'history': {
+        const seqs = (data.messages || []).map((m) => m.seq).filter((s) => typeof s === 'number');
+        const top = Math.max(this._readyLastSeq ?? 0, ...seqs, 0);
+        if (this.lastSeq === null || top > this.lastSeq) this.lastSeq = top;
+        break;
+      }
+      case 'ack':
+        if (data.clientId) this._acked(data.clientId, data);
+        break;
+      case 'error': {
+        const item = data.ref && this._outbox.find((m) => m.clientId === data.ref);
+        if (item) this._chatRejected(item, data);
+        break;
+      }
+      case 'chat':
+        if (data.clientId && data.userId && data.userId === this.userId) this._acked(data.clientId, data);
+        break;
+      case 'pong':
+        this._clearTimer('pong');
+        if (typeof data.t === 'number') this.rtt = Date.now() - data.t;
+        break;
+      default:
+        break;
+    }
+    this._emit(env.type, data, env);
+  }
+
+  // ---------------------------------------------------------------- outbox
+
+  _transmitChat(item) {
+    const link = this._link;
+    if (!link) return;
+    link.send('chat', { text: item.text, clientId: item.clientId }, item.clientId).then(
+      (reply) => { if (reply) this._acked(reply.clientId || item.clientId, reply); },
+      (err) => {
+        if (err && err.body) this._chatRejected(item, err.body);
+        // A network failure leaves it queued: it goes again after the reconnect.
+      },
+    );
+  }
+
+  _flushOutbox() {
+    for (const item of this._outbox) if (item.state === 'sending') this._transmitChat(item);
+  }
+
+  _acked(clientId, data) {
+    const idx = this._outbox.findIndex((m) => m.clientId === clientId);
+    if (idx === -1) return;
+    const [item] = this._outbox.splice(idx, 1);
+    this._saveOutbox();
+    this._emit('message-state', { ...item, state: 'sent', id: data.id, seq: data.seq });
+    this._emitOutbox();
+  }
+
+  _chatRejected(item, error) {
+    if (!this._outbox.includes(item)) return;
+    this._markFailed(item, error.message || error.code || 'rejected', error.code);
+  }
+
+  _markFailed(item, message, code) {
+    item.state = 'failed';
+    item.error = { code: code || 'failed', message };
+    this._saveOutbox();
+    this._emit('message-state', { ...item });
+    this._emitOutbox();
+  }
+
+  _postFailed(err) {
+    if (err && err.body) this._emit('error', err.body, { type: 'error', data: err.body });
+  }
+
+  _loadOutbox() {
+    const items = (this._session && readJson(this._session, this.options.outboxKey)) || [];
+    return Array.isArray(items) ? items.filter((m) => m && typeof m.clientId === 'string' && typeof m.text === 'string') : [];
+  }
+
+  _saveOutbox() {
+    if (this._session) writeJson(this._session, this.options.outboxKey, this._outbox.length ? this._outbox : null);
+  }
+
+  _emitOutbox() {
+    const queued = this._outbox.filter((m) => m.state === 'sending').length;
+    this._emit('outbox', { queued, failed: this._outbox.length - queued });
+    this._emit('status', this.snapshot());
+  }
+
+  // ---------------------------------------------------------------- plumbing
+
+  _setStatus(status) {
+    this.status = status;
+    this._emit('status', this.snapshot());
+  }
+
+  _setFallback(fallback, announce = false) {
+    const changed = JSON.stringify(fallback) !== JSON.stringify(this.fallback);
+    this.fallback = fallback;
+    if (changed && fallback && announce) this._emit('fallback', { ...fallback, to: 'sse' });
+    if (changed) this._emit('status', this.snapshot());
+  }
+
+  _setTabLimit(info) {
+    if (JSON.stringify(info) === JSON.stringify(this.tabLimit)) return;
+    this.tabLimit = info;
+    if (info) this._emit('tab-limit', info);
+    this._emit('status', this.snapshot());
+  }
+
+  _emit(type, data, env) {
+    const call = (fn, ...args) => {
+      try { fn(...args); } catch (err) { console.error(`lastra: ${type} handler failed`, err); }
+    };
+    for (const fn of this._handlers.get(type) || []) call(fn, data, env || { type, data });
+    for (const fn of this._handlers.get('*') || []) call(fn, type, data, env || { type, data });
+  }
+
+  _setTimer(name, ms, fn) {
+    this._clearTimer(name);
+    this._timers[name] = setTimeout(() => { delete this._timers[name]; fn(); }, ms);
+  }
+
+  _setInterval(name, ms, fn) {
+    this._clearTimer(name);
+    this._timers[name] = setInterval(fn, ms);
+  }
+
+  _clearTimer(name) {
+    const t = this._timers[name];
+    if (t === undefined) return;
+    clearTimeout(t);
+    clearInterval(t);
+    delete this._timers[name];
+  }
+
+  _clearAllTimers() {
+    for (const name of Object.keys(this._timers)) this._clearTimer(name);
+  }
+}
+
+export default LastraClient;

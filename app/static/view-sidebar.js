@@ -1,0 +1,143 @@
+// The sidebar (who is online, on which transport, with which media; the bots) and the
+// typing line under the messages.
+import { h, hue, initials } from './dom.js';
+
+const TRANSPORT_LABEL = { ws: 'WebSocket', sse: 'SSE' };
+
+export class People {
+  /** @param {HTMLUListElement} root @param {HTMLElement} countEl */
+  constructor(root, countEl) {
+    this.root = root;
+    this.countEl = countEl;
+    this.users = new Map(); // userId -> User
+    this.me = null;
+  }
+
+  snapshot(users) {
+    this.users = new Map((users || []).map((u) => [u.userId, u]));
+    this.render();
+  }
+
+  diff({ upsert = [], remove = [] }) {
+    for (const u of upsert) this.users.set(u.userId, u);
+    for (const id of remove) this.users.delete(id);
+    this.render();
+  }
+
+  name(userId) {
+    const u = this.users.get(userId);
+    return u ? u.userName : null;
+  }
+
+  render() {
+    const users = [...this.users.values()].sort((a, b) => {
+      if (a.userId === this.me) return -1;
+      if (b.userId === this.me) return 1;
+      return String(a.userName).localeCompare(String(b.userName));
+    });
+    const online = users.filter((u) => (u.peers || []).length > 0).length;
+    this.countEl.textContent = String(online);
+    this.root.replaceChildren(...users.map((u) => this._user(u)));
+  }
+
+  _user(u) {
+    const peers = u.peers || [];
+    const away = peers.length === 0;
+    const transports = [...new Set(peers.map((p) => p.transport).filter(Boolean))];
+    const media = { camera: false, mic: false, screen: false };
+    for (const p of peers) for (const k of Object.keys(media)) if (p.media && p.media[k]) media[k] = true;
+    const badges = h('div', { class: 'badges' });
+    for (const t of transports) {
+      badges.append(h('span', { class: `badge transport-${t}`, 'data-testid': 'transport', title: `Connected over ${TRANSPORT_LABEL[t] || t}` }, TRANSPORT_LABEL[t] || t));
+    }
+    if (peers.length > 1) badges.append(h('span', { class: 'badge muted', title: 'Open tabs' }, `${peers.length} tabs`));
+    for (const [k, label] of [['camera', 'Camera'], ['mic', 'Mic'], ['screen', 'Screen']]) {
+      if (!media[k]) continue; // only what is on; off is the normal state
+      badges.append(h('span', {
+        class: `badge media media-${k}${media[k] ? ' on' : ''}`, 'data-testid': `media-${k}`,
+        'data-on': String(media[k]), title: `${label} ${media[k] ? 'on' : 'off'}`,
+        'aria-label': `${label} ${media[k] ? 'on' : 'off'}`,
+      }, label));
+    }
+    if (away) badges.replaceChildren(h('span', { class: 'badge muted' }, 'away'));
+    return h('li', { class: `person${away ? ' away' : ''}`, 'data-testid': 'person', 'data-user-id': u.userId, 'data-transport': transports.join(' ') },
+      h('div', { class: `avatar small hue-${hue(u.userId)}`, 'aria-hidden': 'true' }, initials(u.userName),
+        h('span', { class: `dot${away ? ' off' : ''}` })),
+      h('div', { class: 'who' },
+        h('div', { class: 'name' }, h('span', { 'data-testid': 'person-name' }, u.userName),
+          u.userId === this.me ? h('span', { class: 'you' }, ' (you)') : null),
+        badges));
+  }
+}
+
+export class Bots {
+  /** @param {HTMLUListElement} root @param {(name: string, enabled: boolean) => void} onToggle */
+  constructor(root, onToggle) {
+    this.root = root;
+    this.onToggle = onToggle;
+    this.bots = [];
+  }
+
+  set(bots) {
+    this.bots = bots || [];
+    this.root.replaceChildren(...this.bots.map((b) => this._bot(b)));
+    if (!this.bots.length) this.root.append(h('li', { class: 'muted' }, 'No bots on this server.'));
+  }
+
+  _bot(b) {
+    const label = b.displayName || b.name;
+    const id = `bot-toggle-${b.name}`;
+    const toggle = h('button', {
+      type: 'button', role: 'switch', id, class: 'switch', 'aria-checked': String(Boolean(b.enabled)),
+      'data-testid': 'bot-toggle', 'data-bot': b.name, 'aria-label': `${label} enabled`,
+      onclick: () => this.onToggle(b.name, !b.enabled),
+    }, h('span', { class: 'knob', 'aria-hidden': 'true' }));
+    return h('li', { class: `bot${b.enabled ? ' enabled' : ''}`, 'data-testid': 'bot', 'data-bot': b.name },
+      h('div', { class: 'avatar small hue-bot', 'aria-hidden': 'true' }, '✦'),
+      h('div', { class: 'who' },
+        h('div', { class: 'name' }, label, h('span', { class: 'handle' }, ` @${b.name}`)),
+        b.personality ? h('div', { class: 'personality' }, b.personality) : null),
+      toggle);
+  }
+}
+
+export class Typing {
+  /** @param {HTMLElement} root */
+  constructor(root) {
+    this.root = root;
+    this.me = null;
+    this.who = new Map(); // userId -> {name, timer}
+  }
+
+  set({ userId, userName, isTyping }) {
+    if (!userId || userId === this.me) return;
+    const prev = this.who.get(userId);
+    if (prev) clearTimeout(prev.timer);
+    if (isTyping) {
+      // The server clears typing itself; this is only a safety net for a lost event.
+      const timer = setTimeout(() => this.set({ userId, isTyping: false }), 10000);
+      this.who.set(userId, { name: userName || 'Someone', timer });
+    } else {
+      this.who.delete(userId);
+    }
+    this.render();
+  }
+
+  stopped(userId) { if (this.who.has(userId)) this.set({ userId, isTyping: false }); }
+
+  reset() {
+    for (const { timer } of this.who.values()) clearTimeout(timer);
+    this.who.clear();
+    this.render();
+  }
+
+  render() {
+    const names = [...this.who.values()].map((w) => w.name);
+    let text = '';
+    if (names.length === 1) text = `${names[0]} is typing…`;
+    else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
+    else if (names.length > 2) text = `${names[0]}, ${names[1]} and ${names.length - 2} more are typing…`;
+    this.root.textContent = text;
+    this.root.classList.toggle('active', names.length > 0);
+  }
+}
