@@ -136,3 +136,30 @@ def make_server(tmp_path: Path) -> Iterator[object]:
 def server(make_server: object) -> Server:
     """A default server (memory backend, transport flag ``ws``)."""
     return make_server()  # type: ignore[operator, no-any-return]
+
+
+REDIS_URL = os.environ.get("LASTRA_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A real, empty Redis database (``LASTRA_TEST_REDIS_URL``).
+
+    Skipped with a loud reason where no Redis answers, except under ``CI=true``,
+    where a missing Redis fails the run: CI must exercise the Redis paths.
+    """
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        client.close()
+        message = f"Redis at {REDIS_URL} does not answer ({exc}); set LASTRA_TEST_REDIS_URL"
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true needs Redis: " + message)
+        pytest.skip("SKIPPING REDIS TESTS: " + message)
+    client.flushdb()
+    yield REDIS_URL
+    client.flushdb()
+    client.close()
