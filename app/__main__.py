@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> None:
         ws_ping_interval=None,  # the protocol has its own ping/pong and 4408 timeout
         timeout_graceful_shutdown=5,
         proxy_headers=True,
+        access_log=False,  # it would print SSE URLs with their ?token=; we log connections
+        log_config=None,  # keep our JSON logging (app.logs)
     )
     _Server(config, app.state.services.hub).run()
 

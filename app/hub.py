@@ -41,6 +41,7 @@ from app.core import (
     parse,
 )
 from app.core.messages import ClientMessage
+from app.metrics import Metrics
 from app.transports.codec import (
     Frame,
     decode,
@@ -186,11 +187,18 @@ class Hub:
         broker: Broker | None = None,
         *,
         ice_servers: list[Any] | None = None,
+        metrics: Metrics | None = None,
+        max_connections: int = 10_000,
+        max_user_connections: int = 20,
     ) -> None:
         from app.backends.memory import MemoryBroker
 
         self.core = core
         self.store = store
+        self.metrics = metrics or Metrics()
+        self.max_connections = max_connections
+        self.max_user_connections = max_user_connections
+        self._per_user: dict[str, int] = {}
         self.broker: Broker = broker or MemoryBroker()
         #: several processes share this chat: fan out through the broker
         self.clustered = store.shared
@@ -254,6 +262,19 @@ class Hub:
 
     # ------------------------------------------------------------- connections
 
+    def admit(self, identity: Identity) -> str | None:
+        """Why a new connection must be refused (server full, too many tabs), or None."""
+        if self.closing:
+            reason = "server-restart"
+        elif len(self.conns) >= self.max_connections:
+            reason = "server-full"
+        elif self._per_user.get(identity.user_id, 0) >= self.max_user_connections:
+            reason = "too-many-connections"
+        else:
+            return None
+        self.metrics.refused.labels(reason).inc()
+        return reason
+
     async def attach(self, conn: Connection, last_seq: int | None, epoch: str | None) -> None:
         """Register ``conn`` and queue its greeting: ready, replay or history, snapshots."""
         if self.closing:
@@ -274,9 +295,24 @@ class Hub:
             log.warning("store unavailable while %s connected", conn.peer_id, exc_info=True)
             self.conns.pop(conn.peer_id, None)
             conn.close(CLOSE_TRY_LATER, "store-unavailable")
+            self.metrics.refused.labels("store-unavailable").inc()
             return
+        self.metrics.connected(conn.transport)
+        user_id = conn.identity.user_id
+        self._per_user[user_id] = self._per_user.get(user_id, 0) + 1
         self.run(self.core.connect(conn.peer, now), conn)
         recovered = replay is not None
+        if last_seq is not None:
+            outcome = "recovered" if recovered else "history"
+            self.metrics.resumes.labels(outcome, conn.transport).inc()
+        log.info(
+            "connected peer=%s user=%s transport=%s resume=%s recovered=%s",
+            conn.peer_id,
+            conn.identity.user_id,
+            conn.transport,
+            last_seq,
+            recovered,
+        )
         ready = self.core.ready_event(
             conn.peer,
             epoch=store.epoch,
@@ -295,8 +331,24 @@ class Hub:
         frames += [encode_event(e) for e in self.core.snapshot_events()]
         conn.start(frames)
 
-    def detach(self, conn: Connection) -> None:
+    def detach(self, conn: Connection, code: int | None = None) -> None:
+        """The connection ended; ``code`` is the client's close code, if it closed first."""
         if self.conns.pop(conn.peer_id, None) is not None:
+            final = conn.close_code if conn.closing else (code or 1000)
+            self.metrics.disconnected(conn.transport, final)
+            user_id = conn.identity.user_id
+            left = self._per_user.get(user_id, 1) - 1
+            if left > 0:
+                self._per_user[user_id] = left
+            else:
+                self._per_user.pop(user_id, None)
+            log.info(
+                "disconnected peer=%s user=%s transport=%s code=%s",
+                conn.peer_id,
+                conn.identity.user_id,
+                conn.transport,
+                final,
+            )
             self.run(self.core.disconnect(conn.peer_id, time.monotonic()), None)
 
     # ---------------------------------------------------------------- messages
@@ -314,18 +366,21 @@ class Hub:
             if isinstance(obj, dict) and isinstance(obj.get("ref"), str):
                 ref = obj["ref"][:64]
             msg = parse(obj)
+            self.metrics.received(msg.type, conn.transport)
             self.run(self.core.receive(conn.identity, conn.peer_id, msg, now), conn)
         except ClientError as exc:
             self.frame_error(conn, exc)
         except Exception:
             trace = uuid.uuid4().hex[:12]
             log.exception("internal error handling a frame (trace %s)", trace)
+            self.metrics.error("internal", conn.transport)
             data: dict[str, Any] = {"code": "internal", "message": f"internal error {trace}"}
             if ref is not None:
                 data["ref"] = ref
             conn.push(encode_event(Event("error", data)))
 
     def frame_error(self, conn: Connection, err: ClientError) -> None:
+        self.metrics.error(err.code, conn.transport)
         conn.push(encode_event(Event("error", err.data())))
 
     async def submit(
@@ -333,6 +388,7 @@ class Hub:
     ) -> dict[str, Any]:
         """One message from a POST: returns the ack data or raises ClientError."""
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.metrics.received(msg.type, "sse")
         waits = self.run(self.core.receive(identity, peer_id, msg, time.monotonic()), fut)
         if not fut.done() and not waits:
             return {}

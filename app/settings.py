@@ -54,6 +54,14 @@ class Settings(BaseSettings):
     outbound_queue: int = Field(1024, ge=16)
     allowed_origins: CommaList = []
 
+    # operations and hardening
+    admin_token: str = ""
+    max_connections: int = Field(10_000, ge=1)
+    max_user_connections: int = Field(20, ge=1)
+    session_rate: float = Field(0.5, gt=0)  # sessions per second per client IP
+    session_burst: float = Field(20.0, ge=1)
+    log_format: Literal["json", "text"] = "json"
+
     # per-user rate limits: messages per second and burst
     rate_chat: float = Field(5.0, gt=0)
     rate_chat_burst: float = Field(20.0, ge=1)
@@ -72,6 +80,16 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(
         None, validation_alias=AliasChoices("OPENAI_BASE_URL", "LASTRA_OPENAI_BASE_URL")
     )
+    ai_timeout: float = Field(30.0, gt=0)  # for the response and for each chunk after it
+    ai_retries: int = Field(2, ge=0, le=10)  # retries before the first token only
+    ai_context_messages: int = Field(10, ge=0, le=200)  # chat messages sent as context
+    ai_seed: int | None = None  # seeds the offline provider and interjections
+    ai_offline_delay: float = Field(0.03, ge=0, le=5)  # offline provider: pause per token
+
+    # push notifications (ntfy-compatible; off unless NTFY_URL is set)
+    ntfy_url: str | None = None
+    ntfy_topic: str | None = None
+    ntfy_timeout: float = Field(5.0, gt=0)
 
     @field_validator("ws_users", "sse_users", "allowed_origins", mode="before")
     @classmethod

@@ -83,6 +83,9 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
+    async def ping(self) -> None:
+        """Raise if the store cannot serve right now (``/readyz``)."""
+
     async def append(self, drafts: Sequence[Draft]) -> list[Committed]:
         """Store drafts in order, assigning consecutive seqs; one result per draft.
 

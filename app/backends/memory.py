@@ -36,6 +36,9 @@ class MemoryStore:
     async def close(self) -> None:
         return None
 
+    async def ping(self) -> None:
+        return None
+
     async def append(self, drafts: Sequence[Draft]) -> list[Committed]:
         out: list[Committed] = []
         for draft in drafts:

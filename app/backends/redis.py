@@ -128,6 +128,12 @@ class RedisStore:
     async def close(self) -> None:
         await self._r.aclose()
 
+    async def ping(self) -> None:
+        try:
+            await self._r.ping()
+        except RedisError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
     async def append(self, drafts: Sequence[Draft]) -> list[Committed]:
         args: list[Any] = [self.history_limit, new_epoch(), self._k_idem, IDEMPOTENCY_TTL]
         for d in drafts:

@@ -123,6 +123,9 @@ class SqliteStore:
             await asyncio.get_running_loop().run_in_executor(self._pool, db.close)
         self._pool.shutdown(wait=True)
 
+    async def ping(self) -> None:
+        await self._run(lambda db: db.execute("SELECT 1").fetchone())
+
     # -------------------------------------------------------------- writes
 
     async def append(self, drafts: Sequence[Draft]) -> list[Committed]:

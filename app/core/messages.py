@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from .errors import ClientError
 
@@ -45,6 +45,7 @@ STREAMS: Final = frozenset({"camera", "screen"})
 
 @dataclass(frozen=True, slots=True)
 class Auth:
+    type: ClassVar[str] = "auth"
     token: str
     last_seq: int | None = None
     epoch: str | None = None
@@ -53,6 +54,7 @@ class Auth:
 
 @dataclass(frozen=True, slots=True)
 class Chat:
+    type: ClassVar[str] = "chat"
     text: str
     client_id: str | None = None
     ref: str | None = None
@@ -60,12 +62,14 @@ class Chat:
 
 @dataclass(frozen=True, slots=True)
 class Typing:
+    type: ClassVar[str] = "typing"
     is_typing: bool
     ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Signal:
+    type: ClassVar[str] = "webrtc-signal"
     to: str
     signal: dict[str, Any]
     stream: str = "camera"
@@ -74,6 +78,7 @@ class Signal:
 
 @dataclass(frozen=True, slots=True)
 class MediaState:
+    type: ClassVar[str] = "media-state"
     camera: bool | None = None
     mic: bool | None = None
     screen: bool | None = None
@@ -82,6 +87,7 @@ class MediaState:
 
 @dataclass(frozen=True, slots=True)
 class BotToggle:
+    type: ClassVar[str] = "bot-toggle"
     bot: str
     enabled: bool
     ref: str | None = None
@@ -89,11 +95,13 @@ class BotToggle:
 
 @dataclass(frozen=True, slots=True)
 class Clear:
+    type: ClassVar[str] = "clear"
     ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class AiRequest:
+    type: ClassVar[str] = "ai-request"
     prompt: str
     bot: str | None = None
     ref: str | None = None
@@ -101,12 +109,14 @@ class AiRequest:
 
 @dataclass(frozen=True, slots=True)
 class Ping:
+    type: ClassVar[str] = "ping"
     t: Any = None
     ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Ready:
+    type: ClassVar[str] = "ready"
     ref: str | None = None
 
 

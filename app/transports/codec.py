@@ -7,6 +7,7 @@ one encode, not N.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -19,12 +20,13 @@ __all__ = ["Frame", "decode", "encode_event", "frame_from_record"]
 class Frame:
     """One encoded server event, shared by every recipient."""
 
-    __slots__ = ("_sse", "_text", "json", "seq", "type")
+    __slots__ = ("_sse", "_text", "born", "json", "seq", "type")
 
     def __init__(self, type_: str, json: bytes, seq: int | None, epoch: str | None) -> None:
         self.type = type_
         self.json = json
         self.seq = seq
+        self.born = time.monotonic()  # for the delivery-latency histogram
         self._text: str | None = None
         sse_id = f"id: {epoch}:{seq}\n".encode() if seq is not None and epoch else b""
         # Built eagerly: a frame is usually sent on at least one SSE stream or

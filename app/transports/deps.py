@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -11,11 +12,14 @@ from starlette.requests import HTTPConnection
 
 from app.auth import Tokens
 from app.core import ClientError, Identity, Rollout
+from app.core.ratelimit import Bucket, Rate
 from app.core.errors import HTTP_STATUS
 from app.hub import Hub
 from app.settings import Settings
 
-__all__ = ["Services", "ServicesDep", "bearer", "error_response", "identity_of"]
+__all__ = ["STATIC", "Services", "ServicesDep", "bearer", "error_response", "identity_of"]
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
 
 
 @dataclass
@@ -24,6 +28,23 @@ class Services:
     hub: Hub
     tokens: Tokens
     rollout: Rollout
+    session_buckets: dict[str, Bucket] = field(default_factory=dict)
+
+    def allow_session(self, ip: str, now: float) -> bool:
+        """Per-IP token bucket on session creation (bounded memory)."""
+        bucket = self.session_buckets.get(ip)
+        if bucket is None:
+            if len(self.session_buckets) > 50_000:
+                self.session_buckets.clear()
+            rate = Rate(self.settings.session_rate, self.settings.session_burst)
+            bucket = self.session_buckets[ip] = Bucket(rate, now)
+        return bucket.take(now)
+
+    def assign(self, user_id: str) -> tuple[str, str]:
+        """The user's transport now, counted for the rollout dashboards."""
+        a = self.rollout.assign(user_id)
+        self.hub.metrics.assignments.labels(a.transport, a.reason.split(":")[0]).inc()
+        return a.transport, a.reason
 
 
 def get_services(conn: HTTPConnection) -> Services:
@@ -49,8 +70,11 @@ def identity_of(services: Services, token: str | None) -> Identity:
     return identity
 
 
-def error_response(exc: ClientError, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(exc.data(), status_code=HTTP_STATUS[exc.code], headers=headers)
+def error_response(
+    exc: ClientError, headers: dict[str, str] | None = None, status: int | None = None
+) -> JSONResponse:
+    """The error data as the body, with the code's HTTP status (or ``status``)."""
+    return JSONResponse(exc.data(), status_code=status or HTTP_STATUS[exc.code], headers=headers)
 
 
 def client_error(code: Any, message: str) -> ClientError:

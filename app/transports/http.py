@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import unicodedata
 from typing import Any
 
@@ -12,7 +13,7 @@ from app.auth import new_user_id
 from app.core import ClientError
 
 from .codec import decode
-from .deps import ServicesDep, bearer, error_response, identity_of
+from .deps import ServicesDep, bearer, error_response, identity_of, origin_allowed
 
 __all__ = ["router"]
 
@@ -34,6 +35,11 @@ def _clean_name(value: Any) -> str:
 async def create_session(request: Request, services: ServicesDep) -> JSONResponse:
     """Issue a signed token. With a valid bearer token, keep that userId (refresh)."""
     try:
+        if not origin_allowed(services, request):
+            raise ClientError("forbidden", "origin not allowed")
+        ip = request.client.host if request.client else "?"
+        if not services.allow_session(ip, time.monotonic()):
+            raise ClientError("rate_limited", "too many sessions from this address; wait")
         raw = await request.body()
         if len(raw) > 4096:
             raise ClientError("too_large", "the body is over 4096 bytes")
@@ -45,19 +51,21 @@ async def create_session(request: Request, services: ServicesDep) -> JSONRespons
             raise ClientError("bad_json", "the body must be a JSON object")
         name = _clean_name(body.get("userName"))
     except ClientError as exc:
-        return error_response(exc)
+        headers = {"Retry-After": "5"} if exc.code == "rate_limited" else None
+        return error_response(exc, headers)
     previous = services.tokens.verify(bearer(request) or "")
     user_id = previous.user_id if previous else new_user_id()
     token = services.tokens.issue(user_id, name)
-    assignment = services.rollout.assign(user_id)
+    transport, reason = services.assign(user_id)
+    services.hub.metrics.sessions.inc()
     base = str(request.base_url).rstrip("/")
     ws_base = "ws" + base[4:] if base.startswith("http") else base
     payload = {
         "userId": user_id,
         "userName": name,
         "token": token,
-        "transport": assignment.transport,
-        "reason": assignment.reason,
+        "transport": transport,
+        "reason": reason,
         "expiresIn": int(services.tokens.ttl),
         "urls": {"ws": f"{ws_base}/api/chat.ws", "sse": f"{base}/api/chat-stream"},
     }
@@ -80,8 +88,8 @@ async def transport(request: Request, services: ServicesDep) -> JSONResponse:
         identity = identity_of(services, bearer(request))
     except ClientError as exc:
         return error_response(exc)
-    assignment = services.rollout.assign(identity.user_id)
-    return JSONResponse({"transport": assignment.transport, "reason": assignment.reason})
+    transport, reason = services.assign(identity.user_id)
+    return JSONResponse({"transport": transport, "reason": reason})
 
 
 @router.get("/healthz", response_model=None)

@@ -7,6 +7,7 @@ response body is exactly the ``ack``/``error`` data a WebSocket client would get
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -66,8 +67,13 @@ async def chat_stream(request: Request, services: ServicesDep) -> Response:
     )
     try:
         identity = identity_of(services, token)
+        refusal = services.hub.admit(identity)
+        if refusal is not None:
+            raise ClientError("rate_limited", f"connection refused: {refusal}")
     except ClientError as exc:
-        return error_response(exc)
+        services.hub.metrics.error(exc.code, "sse")
+        status = 503 if exc.code == "rate_limited" else None
+        return error_response(exc, {"Retry-After": "5"} if status else None, status)
     last_seq, epoch = _resume_point(request)
     conn = Connection(identity, "sse", settings.outbound_queue)
     stream = _stream(services, conn, last_seq, epoch, settings.sse_keepalive)
@@ -79,6 +85,8 @@ async def _stream(
 ) -> AsyncIterator[bytes]:
     """Attach inside the generator so a client gone before the first byte never leaks."""
     hub = services.hub
+    counts = hub.metrics.messages_out
+    latency = hub.metrics.latency.labels("sse")
     try:
         await hub.attach(conn, last_seq, epoch)
         yield b"retry: 2000\n\n"
@@ -91,6 +99,9 @@ async def _stream(
             if batch is None:
                 break
             yield b"".join(frame.sse for frame in batch)
+            for frame in batch:
+                counts[(frame.type, "sse")] += 1
+            latency.observe(time.monotonic() - batch[0].born)
         # closing: tell EventSource when to come back (a restart, a slow consumer)
         yield f": closed {conn.close_code} {conn.close_reason}\nretry: 1000\n\n".encode()
     finally:
@@ -135,6 +146,7 @@ async def post_message(request: Request, services: ServicesDep) -> JSONResponse:
     except ClientError as exc:
         if exc.ref is None:
             exc.ref = ref
+        services.hub.metrics.error(exc.code, "sse")
         headers = {"Retry-After": "1"} if exc.code == "rate_limited" else None
         return error_response(exc, headers)
     return JSONResponse(result)

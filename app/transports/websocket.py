@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
@@ -16,6 +17,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from app.core import ClientError, parse
 from app.core.messages import Auth
 from app.hub import Connection
+from app.metrics import Metrics
 
 from .codec import decode
 from .deps import ServicesDep, origin_allowed
@@ -27,6 +29,7 @@ router = APIRouter()
 CLOSE_TOO_BIG = 1009
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_TRANSPORT = 4403
+CLOSE_TRY_LATER = 1013
 
 
 async def _first_auth(ws: WebSocket, timeout: float, max_bytes: int) -> Auth | int:
@@ -51,6 +54,7 @@ async def _first_auth(ws: WebSocket, timeout: float, max_bytes: int) -> Auth | i
 async def chat_ws(ws: WebSocket, services: ServicesDep) -> None:
     settings = services.settings
     if not origin_allowed(services, ws):
+        services.hub.metrics.refused.labels("origin").inc()
         await ws.close(code=CLOSE_TRANSPORT, reason="origin-not-allowed")  # → HTTP 403
         return
     await ws.accept()
@@ -64,18 +68,25 @@ async def chat_ws(ws: WebSocket, services: ServicesDep) -> None:
         await _close(ws, CLOSE_UNAUTHENTICATED, "bad-token")
         return
     if services.rollout.assign(identity.user_id).transport != "ws":
+        services.hub.metrics.refused.labels("transport-disabled").inc()
         await _close(ws, CLOSE_TRANSPORT, "transport-disabled")
         return
-
     hub = services.hub
+    refusal = hub.admit(identity)
+    if refusal is not None:
+        await _close(ws, CLOSE_TRY_LATER, refusal)
+        return
+
     conn = Connection(identity, "ws", settings.outbound_queue)
-    writer = asyncio.create_task(_writer(ws, conn))
+    client_code: int | None = None
+    writer = asyncio.create_task(_writer(ws, conn, hub.metrics))
     try:
         await hub.attach(conn, auth.last_seq, auth.epoch)
         max_bytes = settings.max_message_bytes
         while not conn.closing:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
+                client_code = int(message.get("code") or 1005)
                 break
             text = message.get("text")
             if text is None:
@@ -86,22 +97,26 @@ async def chat_ws(ws: WebSocket, services: ServicesDep) -> None:
                 conn.close(CLOSE_TOO_BIG, "too-large")
                 break
             hub.frame(conn, text)
-    except WebSocketDisconnect:
-        pass
+    except WebSocketDisconnect as exc:
+        client_code = exc.code
     finally:
-        hub.detach(conn)
+        hub.detach(conn, client_code)
         conn.close(1000, "")
         with contextlib.suppress(Exception):
             await asyncio.wait_for(writer, 5)
         writer.cancel()
 
 
-async def _writer(ws: WebSocket, conn: Connection) -> None:
+async def _writer(ws: WebSocket, conn: Connection, metrics: Metrics) -> None:
     """Drain the queue into the socket; close it with the connection's code at the end."""
+    counts = metrics.messages_out
+    latency = metrics.latency.labels("ws")
     try:
         while (batch := await conn.next_batch()) is not None:
             for frame in batch:
                 await ws.send_text(frame.text)
+                counts[(frame.type, "ws")] += 1
+            latency.observe(time.monotonic() - batch[0].born)
     except Exception:  # the peer went away mid-write: the reader sees the disconnect
         conn.close(1006, "")
         return
