@@ -19,6 +19,7 @@ import logging
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 from app.backends.base import Broker, Committed, SharedStore, Store
@@ -186,7 +187,7 @@ class Hub:
         store: Store,
         broker: Broker | None = None,
         *,
-        ice_servers: list[Any] | None = None,
+        ice_servers: Callable[[str], list[Any]] | None = None,
         metrics: Metrics | None = None,
         max_connections: int = 10_000,
         max_user_connections: int = 20,
@@ -202,7 +203,8 @@ class Hub:
         self.broker: Broker = broker or MemoryBroker()
         #: several processes share this chat: fan out through the broker
         self.clustered = store.shared
-        self.ice_servers = ice_servers or []
+        #: userId → the ICE servers for ``ready`` (TURN credentials are per user)
+        self.ice_servers: Callable[[str], list[Any]] = ice_servers or (lambda _user: [])
         self.conns: dict[str, Connection] = {}
         self._drafts: asyncio.Queue[Draft] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
@@ -318,7 +320,7 @@ class Hub:
             epoch=store.epoch,
             last_seq=current,
             recovered=recovered,
-            ice_servers=self.ice_servers,
+            ice_servers=self.ice_servers(conn.identity.user_id),
         )
         frames = [encode_event(ready)]
         if replay is not None:

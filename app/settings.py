@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     outbound_queue: int = Field(1024, ge=16)
     allowed_origins: CommaList = []
 
+    # calls: STUN/TURN URLs for browsers, and coturn's use-auth-secret secret
+    ice_servers: CommaList = []
+    turn_secret: str = ""
+    turn_ttl: float = Field(86400.0, gt=0)
+
     # operations and hardening
     admin_token: str = ""
     max_connections: int = Field(10_000, ge=1)
@@ -91,7 +96,7 @@ class Settings(BaseSettings):
     ntfy_topic: str | None = None
     ntfy_timeout: float = Field(5.0, gt=0)
 
-    @field_validator("ws_users", "sse_users", "allowed_origins", mode="before")
+    @field_validator("ws_users", "sse_users", "allowed_origins", "ice_servers", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):

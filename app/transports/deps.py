@@ -12,8 +12,8 @@ from starlette.requests import HTTPConnection
 
 from app.auth import Tokens
 from app.core import ClientError, Identity, Rollout
-from app.core.ratelimit import Bucket, Rate
 from app.core.errors import HTTP_STATUS
+from app.core.ratelimit import Bucket, Rate
 from app.hub import Hub
 from app.settings import Settings
 
