@@ -535,7 +535,7 @@ class Hub:
                 if kind == "fact":
                     self.core.apply(msg["fact"], time.monotonic())
                 elif kind == "sync":
-                    self.core.resync(msg["peers"], time.monotonic())
+                    self.run(self.core.resync(msg["peers"], time.monotonic()), None)
                 elif kind == "frame":
                     self.broadcast(Frame(str(msg["t"]), str(msg["json"]).encode(), None, None))
                 elif kind == "send":

@@ -129,7 +129,7 @@ class Chat:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
-        self.presence = Presence(config.presence_grace, config.presence_batch)
+        self.presence = Presence(config.presence_grace, config.presence_batch, config.node)
         self.bots: dict[str, Bot] = {b.name: b for b in bots or []}
         self._clock = clock
         # user_id → (name, expires_at, owned); only the owner broadcasts the expiry
@@ -189,8 +189,12 @@ class Chat:
         except (KeyError, TypeError, ValueError):
             return
 
-    def resync(self, peers: list[dict[str, Any]], now: float) -> None:
-        """After a lost link to the other processes: their peers are exactly ``peers``."""
+    def resync(self, peers: list[dict[str, Any]], now: float) -> list[Output]:
+        """After a lost link to the other processes: their peers are exactly ``peers``.
+
+        A user who vanished meanwhile was announced by its own process; here it is
+        only removed from the clients' lists (a ``presence-diff``, no message).
+        """
         keep = set()
         for fact in peers:
             self.apply({"f": "peer-up", "peer": fact}, now)
@@ -198,6 +202,8 @@ class Chat:
         for peer in list(self.presence.peers.values()):
             if peer.node != self.config.node and peer.peer_id not in keep:
                 self.presence.remove(peer.peer_id, now, owned=False)
+                self.presence.forget(peer.user_id, now)
+        return self._flush_presence(now)
 
     def reap(self, node: str, now: float) -> list[Output]:
         """Another process died: its peers leave as if they disconnected here."""
@@ -275,7 +281,10 @@ class Chat:
         """
         if isinstance(msg, Ping):
             self._limit(user, "other", now, msg.ref)
-            return [Reply(Event("pong", {"t": msg.t}))]
+            pong: dict[str, Any] = {"t": msg.t}
+            if msg.ref is not None:
+                pong["ref"] = msg.ref
+            return [Reply(Event("pong", pong))]
         if isinstance(msg, ChatMessage):
             self._limit(user, "chat", now, msg.ref)
             return self._chat(user, msg, now)
@@ -382,9 +391,10 @@ class Chat:
             rate = {"chat": self.config.rate_chat, "signal": self.config.rate_signal}.get(
                 kind, self.config.rate_other
             )
+            if len(self._buckets) >= 100_000:  # bound memory against user-id churn:
+                # a full bucket is the same as a new one, so dropping those is free
+                self._buckets = {k: b for k, b in self._buckets.items() if not b.full(now)}
             bucket = self._buckets[key] = Bucket(rate, now)
-            if len(self._buckets) > 100_000:  # bound memory against user-id churn
-                self._buckets = {key: bucket}
         if not bucket.take(now):
             raise ClientError("rate_limited", f"too many {kind} messages; slow down", ref)
 
@@ -446,9 +456,13 @@ class Chat:
             self._typing[user.user_id] = (user.user_name, expires, True)
         else:
             self._typing.pop(user.user_id, None)
-        if was == typing:
+        if was == typing and not typing:
             return []
+        # A renewal is published too: the process that saw the newest keystroke owns
+        # the expiry, so a renewal on another process does not clear typing early.
         fact = {"f": "typing", "userId": user.user_id, "userName": user.user_name, "on": typing}
+        if was == typing:
+            return [Publish(fact)]
         return [Publish(fact), Broadcast(_typing_event(user.user_id, user.user_name, typing))]
 
     def _peer_changed(self, peer: Peer, now: float) -> list[Output]:

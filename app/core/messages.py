@@ -209,7 +209,7 @@ def _signal(data: dict[str, Any], ref: str | None) -> Signal:
         raise ClientError("invalid", "data.to must be a peerId", ref)
     signal = _field(data, "signal", dict, ref)
     stype = signal.get("type")
-    if stype not in SIGNAL_TYPES:
+    if not isinstance(stype, str) or stype not in SIGNAL_TYPES:
         raise ClientError(
             "invalid", "data.signal.type must be offer, answer, candidate or bye", ref
         )
@@ -235,7 +235,7 @@ def _signal(data: dict[str, Any], ref: str | None) -> Signal:
     stream = data.get("stream", "camera")
     if stream is None:
         stream = "camera"
-    if stream not in STREAMS:
+    if not isinstance(stream, str) or stream not in STREAMS:
         raise ClientError("invalid", "data.stream must be camera or screen", ref)
     return Signal(to, clean, stream, ref)
 

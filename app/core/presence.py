@@ -13,6 +13,13 @@ changes *silently* (``announce=False``) and only the process that made a change
 broadcasts it. So a grace deadline is kept only by the process that held the
 user's last peer (``owned``); the others wait for its ``user-gone`` fact.
 
+When no process owns the end (two tabs on two processes closed at once, or a
+``user-gone`` lost in a broker outage), a *takeover* deadline fires ``margin``
+seconds after grace on every process that saw the user emptied by another's
+change: the process whose node id is the smallest among the user's last peers'
+nodes announces the leave; the others wait ``2 × margin`` more before doing it
+themselves, so a lost fact never leaves a ghost user.
+
 Every change marks the user dirty; dirty users are flushed together at most
 every ``batch`` seconds as one ``presence-diff`` and one system message, so a
 crowd arriving at once costs the room a few events rather than one per pair.
@@ -83,6 +90,7 @@ class UserEntry:
     user_name: str
     peers: dict[str, Peer] = field(default_factory=dict)
     leaving_at: float | None = None
+    nodes: set[str] = field(default_factory=set)  # processes of its current/last peers
 
     def wire(self) -> dict[str, Any]:
         return {
@@ -116,9 +124,14 @@ def summarize(names: list[str], verb: str) -> str:
 class Presence:
     """The presence table. Pure state: the caller supplies ``now`` and flushes."""
 
-    def __init__(self, grace: float, batch: float) -> None:
+    def __init__(
+        self, grace: float, batch: float, node: str = "local", margin: float = 2.0
+    ) -> None:
         self.grace = grace
         self.batch = batch
+        self.node = node
+        self.margin = margin
+        self._takeover: dict[str, float] = {}  # user_id → when to end a grace nobody owns
         self.users: dict[str, UserEntry] = {}
         self.peers: dict[str, Peer] = {}
         self._dirty: set[str] = set()
@@ -138,8 +151,12 @@ class Presence:
             user = self.users[peer.user_id] = UserEntry(peer.user_id, peer.user_name)
             if announce:
                 self._joined.append(peer.user_name)
+        if not user.peers:
+            user.nodes = set()
+        user.nodes.add(peer.node)
         user.leaving_at = None
         self._leaving.pop(peer.user_id, None)
+        self._takeover.pop(peer.user_id, None)
         user.user_name = peer.user_name
         user.peers[peer.peer_id] = peer
         self.peers[peer.peer_id] = peer
@@ -158,6 +175,8 @@ class Presence:
                 user.leaving_at = now + self.grace
                 if owned:
                     self._leaving[user.user_id] = user.leaving_at
+                else:
+                    self._takeover[user.user_id] = user.leaving_at + self.margin
             if owned:
                 self._mark(peer.user_id, now)
         return peer
@@ -168,12 +187,20 @@ class Presence:
         if peer is not None:
             self._mark(peer.user_id, now)
 
+    def forget(self, user_id: str, now: float) -> None:
+        """Drop an empty user whose end we missed: a ``remove`` diff, no "left" message."""
+        user = self.users.get(user_id)
+        if user is not None and not user.peers:
+            self.gone(user_id)
+            self._mark(user_id, now)
+
     def gone(self, user_id: str) -> None:
         """Another process ended this user's grace: drop it silently."""
         user = self.users.get(user_id)
         if user is not None and not user.peers:
             del self.users[user_id]
             self._leaving.pop(user_id, None)
+            self._takeover.pop(user_id, None)
 
     def expire(self, now: float) -> list[str]:
         """Users whose (owned) grace ran out leave; returns their ids."""
@@ -181,14 +208,24 @@ class Presence:
         for user_id, deadline in list(self._leaving.items()):
             if deadline <= now:
                 del self._leaving[user_id]
-                user = self.users.pop(user_id)
-                self._left.append(user.user_name)
-                self._mark(user_id, now)
                 gone.append(user_id)
+        for user_id, deadline in list(self._takeover.items()):
+            user = self.users.get(user_id)
+            if user is None or user.peers:
+                del self._takeover[user_id]
+            elif deadline <= now and (
+                self.node == min(user.nodes | {self.node}) or now >= deadline + 2 * self.margin
+            ):
+                del self._takeover[user_id]
+                gone.append(user_id)
+        for user_id in gone:
+            user = self.users.pop(user_id)
+            self._left.append(user.user_name)
+            self._mark(user_id, now)
         return gone
 
     def next_deadline(self) -> float | None:
-        deadlines = list(self._leaving.values())
+        deadlines = list(self._leaving.values()) + list(self._takeover.values())
         if self._flush_at is not None:
             deadlines.append(self._flush_at)
         return min(deadlines) if deadlines else None

@@ -28,6 +28,11 @@ class Bucket:
         self._tokens = rate.burst
         self._updated = now
 
+    def full(self, now: float) -> bool:
+        """Refilled to its burst: indistinguishable from a fresh bucket."""
+        elapsed = max(0.0, now - self._updated)
+        return self._tokens + elapsed * self._rate.per_second >= self._rate.burst
+
     def take(self, now: float, cost: float = 1.0) -> bool:
         elapsed = max(0.0, now - self._updated)
         self._updated = now

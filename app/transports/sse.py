@@ -132,8 +132,8 @@ async def post_message(request: Request, services: ServicesDep) -> JSONResponse:
             body = decode(raw) if raw.strip() else {}
         except ValueError:
             raise ClientError("bad_json", "the body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise ClientError("bad_json", "the body must be a JSON object")
+        if not isinstance(body, dict):  # the body is the envelope's data
+            raise ClientError("invalid", "the body must be a JSON object (the message's data)")
         raw_ref = body.pop("ref", None)
         if raw_ref is not None:
             if not isinstance(raw_ref, str) or len(raw_ref) > 64:
