@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-import pytest
 from corepair import CorePair
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
