@@ -48,7 +48,7 @@ async def create_session(request: Request, services: ServicesDep) -> JSONRespons
         except ValueError:
             raise ClientError("bad_json", "the body is not valid JSON") from None
         if not isinstance(body, dict):
-            raise ClientError("bad_json", "the body must be a JSON object")
+            raise ClientError("invalid", "the body must be a JSON object {userName}")
         name = _clean_name(body.get("userName"))
     except ClientError as exc:
         headers = {"Retry-After": "5"} if exc.code == "rate_limited" else None

@@ -66,6 +66,8 @@ async def chat_stream(request: Request, services: ServicesDep) -> Response:
         bearer(request) or request.cookies.get("lastra_token") or request.query_params.get("token")
     )
     try:
+        if not origin_allowed(services, request):
+            raise ClientError("forbidden", "origin not allowed")
         identity = identity_of(services, token)
         refusal = services.hub.admit(identity)
         if refusal is not None:
