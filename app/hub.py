@@ -156,7 +156,22 @@ class Connection:
         return len(self._queue)
 
 
-Origin = Connection | asyncio.Future[Any] | None
+class PostRequest:
+    """A POST being answered, and where an answer goes once its response is sent.
+
+    A bot reply that fails after ``POST /api/ai-request`` returned must still
+    reach the requester (§6): late answers go to the sender's stream.
+    """
+
+    __slots__ = ("future", "peer_id", "user_id")
+
+    def __init__(self, user_id: str, peer_id: str | None) -> None:
+        self.future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.user_id = user_id
+        self.peer_id = peer_id
+
+
+Origin = Connection | PostRequest | asyncio.Future[Any] | None
 
 
 class BotService(Protocol):
@@ -389,9 +404,10 @@ class Hub:
         self, identity: Identity, peer_id: str | None, msg: ClientMessage, timeout: float = 10.0
     ) -> dict[str, Any]:
         """One message from a POST: returns the ack data or raises ClientError."""
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        request = PostRequest(identity.user_id, peer_id)
+        fut = request.future
         self.metrics.received(msg.type, "sse")
-        waits = self.run(self.core.receive(identity, peer_id, msg, time.monotonic()), fut)
+        waits = self.run(self.core.receive(identity, peer_id, msg, time.monotonic()), request)
         if not fut.done() and not waits:
             return {}
         try:
@@ -422,7 +438,7 @@ class Hub:
                 if self.clustered:
                     self.broker.publish({"k": "fact", "fact": out.fact})
             elif isinstance(out, Reply):
-                _answer(origin, out.event)
+                self._deliver(origin, out.event)
             elif isinstance(out, Append):
                 out.draft.origin = origin
                 self._drafts.put_nowait(out.draft)
@@ -441,20 +457,52 @@ class Hub:
                     self.fail(origin, ClientError("ai_unavailable", "no bots here", out.ref))
                 else:
                     self.bots.ask(out, origin)
-                    waits = waits or isinstance(origin, asyncio.Future)
+                    waits = waits or isinstance(origin, PostRequest)
         return waits
 
     def fail(self, origin: Origin, err: ClientError) -> None:
-        """Answer ``origin`` with an error (a WebSocket frame or a POST's error body)."""
-        _fail(origin, err)
+        """Answer ``origin`` with an error: a frame, a POST's error body, or (late) its stream."""
+        self._deliver(origin, Event("error", err.data()))
 
     def answer(self, origin: Origin, data: dict[str, Any]) -> None:
         """Answer ``origin`` with ack data (POST body; WebSocket only when it has a ref)."""
-        if isinstance(origin, asyncio.Future):
-            if not origin.done():
-                origin.set_result(data)
+        if isinstance(origin, PostRequest):
+            if not origin.future.done():
+                origin.future.set_result(data)
         elif origin is not None and "ref" in data:
-            _answer(origin, Event("ack", data))
+            self._deliver(origin, Event("ack", data))
+
+    def _deliver(self, origin: Origin, event: Event) -> None:
+        if isinstance(origin, Connection):
+            if event.type == "error":
+                self.metrics.error(str(event.data.get("code")), origin.transport)
+            origin.push(encode_event(event))
+        elif isinstance(origin, PostRequest):
+            fut = origin.future
+            if not fut.done():
+                if event.type == "error":
+                    d = event.data
+                    fut.set_exception(ClientError(d["code"], d["message"], d.get("ref")))
+                else:
+                    fut.set_result(event.data)
+                return
+            # the response is gone: late answers go to the sender's stream(s)
+            if event.type == "error":
+                self.metrics.error(str(event.data.get("code")), "sse")
+            frame = encode_event(event)
+            conn = self.conns.get(origin.peer_id or "")
+            targets = [conn] if conn is not None else self._conns_of(origin.user_id)
+            for target in targets:
+                target.push(frame)
+        elif isinstance(origin, asyncio.Future) and not origin.done():
+            if event.type == "error":
+                d = event.data
+                origin.set_exception(ClientError(d["code"], d["message"], d.get("ref")))
+            else:
+                origin.set_result(event.data)
+
+    def _conns_of(self, user_id: str) -> list[Connection]:
+        return [c for c in self.conns.values() if c.identity.user_id == user_id]
 
     def broadcast_event(self, event: Event) -> None:
         """Send a non-durable event to every connection (``ai-stream``, …)."""
@@ -489,7 +537,7 @@ class Hub:
                     err = ClientError(
                         "internal", f"could not store the message ({trace})", draft.ref
                     )
-                    _fail(draft.origin, err)
+                    self._deliver(cast(Origin, draft.origin), Event("error", err.data()))
             else:
                 for draft, result in zip(batch, results, strict=True):
                     self._commit(draft, result)
@@ -497,8 +545,7 @@ class Hub:
                 self._drafts.task_done()
 
     def _commit(self, draft: Draft, result: Committed) -> None:
-        origin = draft.origin
-        assert origin is None or isinstance(origin, Connection | asyncio.Future)
+        origin = cast(Origin, draft.origin)
         if self.bots is not None and result.first_id is None:
             if draft.type == "chat":
                 self.bots.on_chat(draft.event(result.seq).data)
@@ -513,7 +560,9 @@ class Hub:
                     self.broadcast(frame_from_record(rec.type, rec.seq, rec.data, self.store.epoch))
             else:
                 self.run([out], origin)
-        if isinstance(origin, asyncio.Future) and not origin.done():
+        if isinstance(origin, PostRequest) and not origin.future.done():
+            origin.future.set_result({})
+        elif isinstance(origin, asyncio.Future) and not origin.done():
             origin.set_result({})
 
     async def _tail(self, store: SharedStore, after: int) -> None:
@@ -567,24 +616,6 @@ class Hub:
                 self.run(self.core.tick(time.monotonic()), None)
             except Exception:
                 log.exception("timer tick failed")
-
-
-def _answer(origin: Connection | asyncio.Future[Any] | object, event: Event) -> None:
-    if isinstance(origin, Connection):
-        origin.push(encode_event(event))
-    elif isinstance(origin, asyncio.Future) and not origin.done():
-        if event.type == "error":
-            data = event.data
-            origin.set_exception(ClientError(data["code"], data["message"], data.get("ref")))
-        else:
-            origin.set_result(event.data)
-
-
-def _fail(origin: object, err: ClientError) -> None:
-    if isinstance(origin, Connection):
-        origin.push(encode_event(Event("error", err.data())))
-    elif isinstance(origin, asyncio.Future) and not origin.done():
-        origin.set_exception(err)
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

@@ -7,6 +7,7 @@ parameter is why uvicorn's access log is off (it would print the URL).
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -35,6 +36,22 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+_TOKEN = re.compile(r"([?&]token=)[^&\s\"]+")
+
+
+class RedactTokens(logging.Filter):
+    """Hide ``?token=…`` in access lines (plain ``uvicorn app.main:app`` logs URLs)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _TOKEN.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args
+            )
+        if isinstance(record.msg, str) and "token=" in record.msg:
+            record.msg = _TOKEN.sub(r"\1[redacted]", record.msg)
+        return True
+
+
 def configure(level: str, fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
@@ -47,3 +64,6 @@ def configure(level: str, fmt: str) -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactTokens) for f in access.filters):
+        access.addFilter(RedactTokens())

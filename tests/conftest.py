@@ -50,14 +50,14 @@ class Server:
     def start(self, timeout: float = 20.0) -> None:
         assert self.proc is None or self.proc.poll() is not None
         self.log_path = self.data_dir / f"server-{self.port}.log"
-        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(self.port)],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -125,7 +125,9 @@ def make_server(tmp_path: Path) -> Iterator[object]:
     def factory(start: bool = True, port: int | None = None, **settings: str) -> Server:
         data_dir = tmp_path / f"data-{len(servers)}"
         data_dir.mkdir(exist_ok=True)
-        srv = Server(port=port or free_port(), env=server_env(data_dir, **settings), data_dir=data_dir)
+        srv = Server(
+            port=port or free_port(), env=server_env(data_dir, **settings), data_dir=data_dir
+        )
         servers.append(srv)
         if start:
             srv.start()
