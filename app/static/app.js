@@ -38,7 +38,9 @@ const messages = new MessageList($('#messages'), {
 const people = new People($('#people'), $('#people-count'));
 const typing = new Typing($('#typing'));
 const bots = new Bots($('#bots'), (name, enabled) => command('bot-toggle', { bot: name, enabled }, `turn ${name} ${enabled ? 'on' : 'off'}`));
-const banner = new Banner($('#banner'), $('#conn-pill'), { onRetry: () => client && client.reconnectNow() });
+const banner = new Banner($('#banner'), $('#conn-pill'), $('#connection-status'), {
+  onRetry: () => client && client.reconnectNow(),
+});
 const composer = new Composer({
   form: $('#composer'),
   input: $('#message-input'),
@@ -72,13 +74,15 @@ joinForm.addEventListener('submit', (ev) => {
   start(name);
 });
 
-$('#leave-button').addEventListener('click', () => {
+function leave() {
   if (client) client.destroy();
   client = null;
   store.set(LEFT_KEY, '1');
   joinName.value = me.userName || '';
+  setSidebar(false);
   showJoin();
-});
+}
+for (const b of document.querySelectorAll('[data-action="leave"]')) b.addEventListener('click', leave);
 
 function setMe(userId, userName) {
   if (userId) me.userId = userId;
@@ -86,12 +90,14 @@ function setMe(userId, userName) {
   messages.me = people.me = typing.me = me.userId;
   messages.meName = me.userName;
   $('#me-name').textContent = me.userName || '';
+  $('#me-name-mobile').textContent = me.userName || '';
   people.render();
 }
 
 function start(userName) {
   joinView.hidden = true;
   chatView.hidden = false;
+  me = { userId: null, userName: null };
   const stored = store.json(SESSION_KEY);
   if (stored && stored.userName === userName) setMe(stored.userId, stored.userName);
   else setMe(null, userName);
@@ -141,7 +147,6 @@ function start(userName) {
       console.warn('lastra: server error', e);
     }
   });
-  on('tab-limit', () => {});
 
   for (const item of c.outbox) messages.pending(item);
   c.connect();
@@ -195,13 +200,15 @@ function runCommand(name) {
 
 // ------------------------------------------------------------------ chrome
 
-const soundButton = $('#sound-toggle');
+const soundButtons = document.querySelectorAll('[data-action="sound"]');
 function renderSound() {
-  soundButton.setAttribute('aria-pressed', String(sound.enabled));
-  soundButton.textContent = sound.enabled ? 'Sound on' : 'Sound off';
+  for (const b of soundButtons) {
+    b.setAttribute('aria-pressed', String(sound.enabled));
+    b.textContent = sound.enabled ? 'Sound on' : 'Sound off';
+  }
 }
 function toggleSound() { sound.toggle(); renderSound(); }
-soundButton.addEventListener('click', toggleSound);
+for (const b of soundButtons) b.addEventListener('click', toggleSound);
 renderSound();
 
 const layout = $('#layout');
@@ -209,6 +216,7 @@ const sidebarToggle = $('#sidebar-toggle');
 function setSidebar(open) {
   layout.classList.toggle('sidebar-open', open);
   sidebarToggle.setAttribute('aria-expanded', String(open));
+  if (open && getComputedStyle(sidebarToggle).display !== 'none') $('#sidebar').focus();
 }
 sidebarToggle.addEventListener('click', () => setSidebar(!layout.classList.contains('sidebar-open')));
 document.addEventListener('keydown', (ev) => {

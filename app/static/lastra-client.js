@@ -18,7 +18,8 @@
 //   transport          'auto' (default, follow GET /api/transport) | 'ws' | 'sse'
 //
 // Properties: status (CONNECTING|OPEN|CLOSING|CLOSED), isConnected, error, transport
-// ('ws'|'sse'|null), fallback (null or {from:'ws', reason}), userId, peerId, epoch, lastSeq.
+// ('ws'|'sse'|null), fallback (null or {from:'ws', reason}), userId, peerId, epoch, lastSeq,
+// recovered (whether the last `ready` resumed without a gap), outbox.
 //
 // Events (on/off): every server event type (ready, history, chat, clear, presence,
 // presence-diff, typing, bot-state, ai-stream, webrtc-signal, ack, error, pong), plus
@@ -116,6 +117,7 @@ export class LastraClient {
     this.peerId = null;
     this.epoch = null;
     this.lastSeq = null;
+    this.recovered = null;
     this.limits = null;
     this.rtt = null;
     this.attempt = 0;
@@ -157,6 +159,7 @@ export class LastraClient {
   connect() {
     if (this.status === Status.OPEN || this.status === Status.CONNECTING) return;
     this._stopped = false;
+    this._gaveUp = false;
     this.attempt = 0;
     this.error = null;
     this._clearTimer('retry');
@@ -466,6 +469,7 @@ export class LastraClient {
     this.epoch = data.epoch || null;
     if (!data.recovered) this.lastSeq = null; // a `history` snapshot follows
     this._readyLastSeq = typeof data.lastSeq === 'number' ? data.lastSeq : null;
+    this.recovered = Boolean(data.recovered);
     this.attempt = 0;
     this.error = null;
     this._authRetried = false;
@@ -520,6 +524,7 @@ export class LastraClient {
     }
     if (this.attempt >= this.options.reconnectLimit) {
       this._stopped = true;
+      this._gaveUp = true;
       this.nextRetryAt = null;
       this.error = { code: 'reconnect_limit', message: `gave up after ${this.attempt} attempts` };
       for (const m of this._outbox) if (m.state === 'sending') this._markFailed(m, 'not connected');
@@ -552,7 +557,9 @@ export class LastraClient {
       return;
     }
     this._emit('status', this.snapshot());
-    if (!this._stopped && this.status === Status.CLOSED) {
+    if (this._gaveUp) {
+      this.connect(); // we only gave up because the network was gone
+    } else if (!this._stopped && this.status === Status.CLOSED) {
       this.attempt = 0;
       this.reconnectNow();
     }

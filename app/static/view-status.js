@@ -12,13 +12,17 @@ const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
 export class Banner {
   /**
-   * @param {HTMLElement} root  the banner element (role=status)
+   * @param {HTMLElement} root  the banner element
    * @param {HTMLElement} pill  small transport indicator in the header
+   * @param {HTMLElement} live  a role=status region: gets one line per state change, so
+   *                            screen readers hear "Connection lost", not every countdown tick
    * @param {{onRetry: () => void}} actions
    */
-  constructor(root, pill, actions) {
+  constructor(root, pill, live, actions) {
     this.root = root;
     this.pill = pill;
+    this.live = live;
+    this.lastState = null;
     this.actions = actions;
     this.snap = null;
     this.ticker = null;
@@ -67,6 +71,11 @@ export class Banner {
     }
     this.root.hidden = !state;
     this.root.dataset.state = state;
+    if (state !== this.lastState) {
+      this.lastState = state;
+      this.live.textContent = state === 'reconnecting' ? 'Connection lost. Reconnecting…'
+        : state ? text : (s.status === 'OPEN' ? 'Connected.' : '');
+    }
     if (this.text.textContent !== text) this.text.textContent = text;
     this.button.hidden = !action;
     if (action && this.button.textContent !== action) this.button.textContent = action;
