@@ -505,8 +505,8 @@ class Hub:
         return [c for c in self.conns.values() if c.identity.user_id == user_id]
 
     def broadcast_event(self, event: Event) -> None:
-        """Send a non-durable event to every connection (``ai-stream``, …)."""
-        self.broadcast(encode_event(event))
+        """Send a non-durable event to every connection, on every process (``ai-stream``, …)."""
+        self.run([Broadcast(event)], None)
 
     async def append(self, draft: Draft) -> None:
         """Make ``draft`` durable and broadcast it, like a client's message."""
@@ -575,6 +575,8 @@ class Hub:
                 continue
             for rec in records:
                 self.broadcast(frame_from_record(rec.type, rec.seq, rec.data, store.epoch))
+                if rec.type == "clear" and self.bots is not None:
+                    self.bots.on_clear()  # a clear on any process cancels replies here too
 
     async def _listen(self) -> None:
         """Other processes' facts and frames."""
@@ -582,7 +584,10 @@ class Hub:
             try:
                 kind = msg.get("k")
                 if kind == "fact":
-                    self.core.apply(msg["fact"], time.monotonic())
+                    fact = msg["fact"]
+                    self.core.apply(fact, time.monotonic())
+                    if fact.get("f") == "bot" and self.bots is not None:
+                        self.bots.on_toggle(str(fact["name"]), bool(fact["enabled"]))
                 elif kind == "sync":
                     self.run(self.core.resync(msg["peers"], time.monotonic()), None)
                 elif kind == "frame":

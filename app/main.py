@@ -7,6 +7,7 @@ No import-time globals: tests create apps with different settings side by side.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,12 +21,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.auth import Tokens, resolve_secret
 from app.backends import make_broker, make_store
-from app.bots import builtin_bots
+from app.bots import create_bots, load_personalities
+from app.bots import routes as bot_routes
 from app.core import Chat, ChatConfig, Rollout
+from app.core.ice import ice_servers
 from app.core.ratelimit import Rate
 from app.hub import Hub
+from app.logs import configure as configure_logs
+from app.metrics import Metrics
+from app.security import SecurityHeaders
 from app.settings import Settings
-from app.transports import http, sse, websocket
+from app.transports import http, ops, sse, websocket
 from app.transports.deps import Services
 
 __all__ = ["create_app"]
@@ -58,6 +64,7 @@ def chat_config(settings: Settings, node: str = "local") -> ChatConfig:
         rate_chat=Rate(settings.rate_chat, settings.rate_chat_burst),
         rate_signal=Rate(settings.rate_signal, settings.rate_signal_burst),
         rate_other=Rate(settings.rate_other, settings.rate_other_burst),
+        ai_available=True,  # the offline provider needs nothing, so there always is one
     )
 
 
@@ -73,15 +80,26 @@ def rollout_of(settings: Settings) -> Rollout:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logs(settings.log_level, settings.log_format)
     if settings.backend == "sqlite":
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     tokens = Tokens(resolve_secret(settings.secret), settings.token_ttl)
     broker = make_broker(settings)
-    core = Chat(chat_config(settings, broker.node), builtin_bots())
-    hub = Hub(core, make_store(settings), broker)
+    personalities = load_personalities(settings.bots_dir)  # BotConfigError names file and field
+    core = Chat(chat_config(settings, broker.node), [p.bot() for p in personalities])
+    hub = Hub(
+        core,
+        make_store(settings),
+        broker,
+        metrics=Metrics(),
+        max_connections=settings.max_connections,
+        max_user_connections=settings.max_user_connections,
+        ice_servers=lambda user_id: ice_servers(
+            settings.ice_servers, settings.turn_secret, settings.turn_ttl, user_id, time.time()
+        ),
+    )
+    bots = create_bots(settings, hub, personalities)
+    hub.bots = bots
     services = Services(settings, hub, tokens, rollout_of(settings))
 
     @asynccontextmanager
@@ -97,6 +115,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Lastra Chat", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.services = services
+    app.state.bots = bots
+    app.add_middleware(SecurityHeaders)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -122,6 +142,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(http.router)
     app.include_router(websocket.router)
     app.include_router(sse.router)
+    app.include_router(bot_routes.router)
+    app.include_router(ops.router)
     if STATIC.is_dir():
         app.mount("/", StaticFiles(directory=STATIC, html=True), name="static")
     return app

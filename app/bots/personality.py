@@ -3,6 +3,8 @@
 A personality file (see ``app/bots/personalities/*.yaml`` for complete examples)::
 
     name: sol                 # the @mention; lowercase letters, digits, - and _
+    order: 1                  # list position (then file name); the first enabled bot
+                              # answers an ai-request that names no bot
     display_name: Sol
     role: warm, patient explainer          # shown to clients as ``personality``
     aliases: [sunny]          # more @mentions that wake the bot (the name always does)
@@ -85,6 +87,7 @@ class Personality:
     model: str | None
     voice: Voice
     source: str = ""
+    order: int = 100
 
     @property
     def triggers(self) -> tuple[str, ...]:
@@ -170,6 +173,7 @@ def _default_offline(display_name: str) -> _Offline:
 
 class _PersonalityFile(_Strict):
     name: str = Field(pattern=NAME_PATTERN)
+    order: int = Field(100, ge=0, le=1_000_000)
     display_name: str = Field(min_length=1, max_length=64)
     role: str = Field(min_length=1, max_length=200)
     aliases: list[str] = []
@@ -248,11 +252,14 @@ def parse_personality(text: str, source: str) -> Personality:
             honesty=offline.honesty,
         ),
         source=source,
+        order=spec.order,
     )
 
 
 def load_personalities(folder: Path | None = None) -> list[Personality]:
-    """Every ``*.yaml``/``*.yml`` in ``folder`` (default: the bundled ones), sorted by file name.
+    """Every ``*.yaml``/``*.yml`` in ``folder`` (default: the bundled ones).
+
+    Sorted by ``order``, then by file name.
 
     Raises :class:`BotConfigError` naming the file and field at fault, when the
     folder has no personality, or when a name or alias is claimed twice.
@@ -280,4 +287,4 @@ def load_personalities(folder: Path | None = None) -> list[Personality]:
                 )
             claimed[trigger] = path.name
         bots.append(bot)
-    return bots
+    return sorted(bots, key=lambda b: b.order)  # stable: file name order among equals

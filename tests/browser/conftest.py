@@ -37,12 +37,6 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 expect.set_options(timeout=15_000)
 
-# tests/conftest.py's Server.start() leaves its log file handle open in this process; when
-# it is collected mid-test, the ResourceWarning would fail a browser test. Not our bug.
-SERVER_LOG_LEAK = pytest.mark.filterwarnings(
-    "ignore:Exception ignored in:pytest.PytestUnraisableExceptionWarning"
-)
-
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:

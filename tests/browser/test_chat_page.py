@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import SERVER_LOG_LEAK, create_session
+from .conftest import create_session
 
-pytestmark = [pytest.mark.browser, SERVER_LOG_LEAK]
+pytestmark = [pytest.mark.browser]
 
 
 def sse_forced_server(make_server: Any, name: str) -> tuple[Any, dict[str, Any]]:

@@ -7,9 +7,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import WebSocketRoute
 
-from .conftest import SERVER_LOG_LEAK
-
-pytestmark = [pytest.mark.browser, SERVER_LOG_LEAK]
+pytestmark = [pytest.mark.browser]
 
 
 @pytest.fixture

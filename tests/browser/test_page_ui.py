@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import ARTIFACTS, SERVER_LOG_LEAK, create_session
+from .conftest import ARTIFACTS, create_session
 
-pytestmark = [pytest.mark.browser, SERVER_LOG_LEAK]
+pytestmark = [pytest.mark.browser]
 
 PAYLOAD = "<img src=x onerror=alert(1)>"
 

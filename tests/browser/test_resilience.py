@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import WebSocketRoute, expect
 
-from .conftest import SERVER_LOG_LEAK, create_session, post_chat
+from .conftest import create_session, post_chat
 
-pytestmark = [pytest.mark.browser, SERVER_LOG_LEAK]
+pytestmark = [pytest.mark.browser]
 
 
 @pytest.mark.parametrize("transport", ["ws", "sse"])

@@ -1,0 +1,27 @@
+"""``GET /api/bots``: the configured bots, their triggers and whether they are enabled."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+
+from .service import BotRoom
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+
+def get_bots(request: Request) -> BotRoom:
+    bots: BotRoom = request.app.state.bots
+    return bots
+
+
+BotsDep = Annotated[BotRoom, Depends(get_bots)]
+
+
+@router.get("/api/bots")
+async def list_bots(bots: BotsDep) -> dict[str, Any]:
+    """``{"provider": "offline"|"openai", "bots": [{name, displayName, personality, ...}]}``."""
+    return {"provider": bots.provider.name, "bots": bots.describe()}

@@ -1,0 +1,404 @@
+"""The bot service the hub calls: chat messages and ``ai-request`` in, streamed replies out.
+
+Each reply is a *turn*. A turn's thinking (the provider's stream) starts at once,
+so several bots think at the same time, but a single *speaker* task puts the
+turns on the wire one at a time, in the order they were started: the ``ai-stream``
+events of two turns never interleave. For every turn, clients see (PROTOCOL §6)::
+
+    ai-stream {id, bot, delta}*  then  ai-stream {id, bot, done: true}
+                                       + chat {id, kind: "bot", text, ...}  (durable)
+                                 or    ai-stream {id, bot, error}
+
+Deltas that piled up while a turn waited its turn go out as one delta. A failed
+``ai-request`` also answers the requester with ``error ai_unavailable``; an
+interjection that fails before saying anything fails quietly (nobody asked).
+Turns are cancelled, upstream request included, when their bot is disabled,
+when the chat is cleared, and at shutdown.
+
+The context of a reply is the last ``context_messages`` chat messages (user and
+bot, with names) up to the message that woke it; after a restart it is seeded
+once from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from app.core import AskBot, ClientError, Draft, Event
+from app.core.messages import MAX_TEXT_CHARS
+
+from .ntfy import Notifier
+from .personality import Personality
+from .providers import Line, Prompt, Provider, ProviderError
+from .triggers import CHAIN_LIMIT, Triggers
+
+__all__ = ["BotRoom", "History", "Room"]
+
+log = logging.getLogger("lastra.bots")
+
+History = Callable[[int], Awaitable[list[dict[str, Any]]]]
+"""``await history(n)``: the newest ``n`` stored chat data objects, oldest first."""
+
+
+class Room(Protocol):
+    """What the bots need from the hub (``app.hub.Hub`` has all of it)."""
+
+    def broadcast_event(self, event: Event) -> None: ...
+
+    def fail(self, origin: Any, err: ClientError) -> None: ...
+
+    def answer(self, origin: Any, data: dict[str, Any]) -> None: ...
+
+    async def append(self, draft: Draft) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _End:
+    error: str | None = None
+
+
+@dataclass(eq=False)
+class Turn:
+    """One bot reply, from waking to its last event."""
+
+    id: str
+    bot: Personality
+    reason: str  # request | mention | chain | interject
+    upto: int  # the context ends with the chat message of this seq
+    asker: str
+    request: str | None = None
+    origin: Any = None
+    ref: str | None = None
+    user_id: str | None = None  # the requester of an ai-request
+    queue: asyncio.Queue[str | _End] = field(default_factory=asyncio.Queue)
+    task: asyncio.Task[None] | None = None
+    cancelled: str | None = None
+    ended: bool = False
+    length: int = 0
+
+    def end(self, error: str | None = None) -> None:
+        """Queue the end of the stream (once)."""
+        if not self.ended:
+            self.ended = True
+            self.queue.put_nowait(_End(error))
+
+
+class BotRoom:
+    """The bots of one chat room (implements ``app.hub.BotService``)."""
+
+    def __init__(
+        self,
+        room: Room,
+        personalities: Iterable[Personality],
+        provider: Provider,
+        *,
+        enabled: Callable[[str], bool],
+        context_messages: int = 10,
+        chain_limit: int = CHAIN_LIMIT,
+        rng: random.Random | None = None,
+        history: History | None = None,
+        notifier: Notifier | None = None,
+        max_turns: int = 16,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._room = room
+        self.personalities = {p.name: p for p in personalities}
+        self.provider = provider
+        self._enabled = enabled
+        self.context_messages = context_messages
+        self.triggers = Triggers(self.personalities.values(), rng or random.Random(), chain_limit)
+        self._history = history
+        self._notifier = notifier
+        self.max_turns = max_turns
+        self._clock = clock
+        self._lines: deque[Line] = deque(maxlen=context_messages + 64)
+        self._last_seq = 0
+        self._seeded = history is None
+        self._seeding: asyncio.Task[None] | None = None
+        self._clears = 0
+        self._turns: dict[str, Turn] = {}
+        self._line_up: asyncio.Queue[Turn] = asyncio.Queue()
+        self._speaker: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------ BotService
+
+    def on_chat(self, data: dict[str, Any]) -> None:
+        """A chat message was committed: remember it, maybe wake bots, maybe push it."""
+        if self._closed:
+            return
+        if self._notifier is not None:
+            self._notifier.push(data)
+        line = _line(data)
+        if line is not None:
+            self._lines.append(line)
+            self._last_seq = max(self._last_seq, line.seq)
+        asker = str(data.get("userName") or "someone")
+        for wake in self.triggers.on_message(data, self.is_enabled):
+            if len(self._turns) >= self.max_turns:
+                log.warning("too many bot replies in flight; %s stays silent", wake.bot)
+                break
+            bot = self.personalities[wake.bot]
+            self._start(bot, wake.reason, asker, upto=int(data.get("seq", self._last_seq)))
+
+    def ask(self, request: AskBot, origin: Any) -> None:
+        """An ``ai-request``: answer with the stream id now, stream the reply later."""
+        bot = self.personalities.get(request.bot)
+        problem = None
+        if self._closed:
+            problem = "the server is shutting down"
+        elif bot is None or not self.is_enabled(bot.name):
+            problem = "that bot is disabled"
+        elif len(self._turns) >= self.max_turns:
+            problem = "the bots are busy; try again in a moment"
+        if problem is not None or bot is None:
+            self._room.fail(origin, ClientError("ai_unavailable", problem or "", request.ref))
+            return
+        turn = self._start(
+            bot,
+            "request",
+            request.user_name,
+            upto=self._last_seq,
+            request=request.prompt,
+            origin=origin,
+            ref=request.ref,
+            user_id=request.user_id,
+        )
+        answer: dict[str, Any] = {"id": turn.id, "bot": bot.name}
+        if request.ref is not None:
+            answer["ref"] = request.ref
+        self._room.answer(origin, answer)
+
+    def on_clear(self) -> None:
+        """The chat was cleared: cancel every reply, forget the context and the chain."""
+        self._clears += 1
+        self._lines.clear()
+        self._seeded = True
+        self.triggers.reset()
+        for turn in list(self._turns.values()):
+            self._cancel(turn, "the chat was cleared")
+
+    def on_toggle(self, name: str, enabled: bool) -> None:
+        """A bot was enabled or disabled; disabling cancels its replies."""
+        if enabled:
+            return
+        for turn in list(self._turns.values()):
+            if turn.bot.name == name:
+                self._cancel(turn, f"{turn.bot.display_name} was turned off")
+
+    async def close(self) -> None:
+        """Shutdown: cancel every reply and its upstream request, then close the provider."""
+        self._closed = True
+        tasks = [t.task for t in self._turns.values() if t.task is not None]
+        for turn in list(self._turns.values()):
+            self._cancel(turn, "the server is shutting down")
+        for task in [*tasks, self._speaker, self._seeding]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        self._turns.clear()
+        if self._notifier is not None:
+            self._notifier.close()
+        await self.provider.close()
+
+    # ---------------------------------------------------------------- queries
+
+    def is_enabled(self, name: str) -> bool:
+        return name in self.personalities and self._enabled(name)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """The bots as ``GET /api/bots`` lists them."""
+        return [
+            {**p.wire(), "enabled": self.is_enabled(p.name)} for p in self.personalities.values()
+        ]
+
+    @property
+    def busy(self) -> int:
+        """Replies started and not yet finished on the wire."""
+        return len(self._turns)
+
+    # ---------------------------------------------------------------- turns
+
+    def _start(
+        self,
+        bot: Personality,
+        reason: str,
+        asker: str,
+        *,
+        upto: int,
+        request: str | None = None,
+        origin: Any = None,
+        ref: str | None = None,
+        user_id: str | None = None,
+    ) -> Turn:
+        turn = Turn(uuid.uuid4().hex, bot, reason, upto, asker, request, origin, ref, user_id)
+        self._turns[turn.id] = turn
+        turn.task = asyncio.create_task(self._think(turn), name=f"lastra-bot-{bot.name}")
+        turn.task.add_done_callback(lambda _: turn.end(turn.cancelled or "the reply stopped"))
+        self._line_up.put_nowait(turn)
+        if self._speaker is None or self._speaker.done():
+            self._speaker = asyncio.create_task(self._speak(), name="lastra-bot-speaker")
+        log.debug("%s replies (%s), turn %s", bot.name, reason, turn.id)
+        return turn
+
+    def _cancel(self, turn: Turn, reason: str) -> None:
+        if turn.cancelled is not None:
+            return
+        turn.cancelled = reason
+        if turn.task is not None and not turn.task.done():
+            turn.task.cancel()  # its done callback ends the stream
+        else:
+            turn.end(reason)
+
+    async def _think(self, turn: Turn) -> None:
+        """Run the provider; queue its deltas (at most MAX_TEXT_CHARS), then the end."""
+        try:
+            await self._seed()
+            prompt = self._prompt(turn)
+            async with contextlib.aclosing(self.provider.stream(prompt)) as deltas:
+                async for delta in deltas:
+                    room = MAX_TEXT_CHARS - turn.length
+                    piece = delta[:room]
+                    if piece:
+                        turn.length += len(piece)
+                        turn.queue.put_nowait(piece)
+                    if turn.length >= MAX_TEXT_CHARS:
+                        break  # closing the generator stops the upstream request
+            turn.end()
+        except ProviderError as exc:
+            log.info("%s could not answer: %s", turn.bot.name, exc)
+            turn.end(str(exc))
+        except Exception:
+            trace = uuid.uuid4().hex[:12]
+            log.exception("bot %s failed (trace %s)", turn.bot.name, trace)
+            turn.end(f"internal error {trace}")
+
+    async def _speak(self) -> None:
+        """Put the turns on the wire one at a time, in the order they started."""
+        while True:
+            turn = await self._line_up.get()
+            try:
+                await self._say(turn)
+            except Exception:
+                log.exception("bot turn %s failed on the wire", turn.id)
+            finally:
+                self._turns.pop(turn.id, None)
+
+    async def _say(self, turn: Turn) -> None:
+        bot = turn.bot
+        text = ""
+        while True:
+            item: str | _End | None = await turn.queue.get()
+            delta = ""
+            while isinstance(item, str):  # coalesce what piled up while waiting in line
+                delta += item
+                item = turn.queue.get_nowait() if not turn.queue.empty() else None
+            if turn.cancelled is not None:
+                delta, item = "", _End(turn.cancelled)
+            if delta:
+                text += delta
+                self._stream(turn, {"delta": delta})
+            if item is None:
+                continue
+            error = item.error
+            if error is None and not text.strip():
+                error = "the model sent an empty reply"
+            if error is None:
+                self._stream(turn, {"done": True})
+                data = {
+                    "id": turn.id,
+                    "ts": int(self._clock() * 1000),
+                    "kind": "bot",
+                    "userId": bot.user_id,
+                    "userName": bot.display_name,
+                    "text": text.strip(),
+                    "bot": bot.name,
+                }
+                try:
+                    await self._room.append(Draft("chat", data))
+                except Exception:
+                    log.exception("could not store %s's reply %s", bot.name, turn.id)
+                return
+            if turn.reason == "interject" and not text:
+                return  # nobody asked and nothing was shown: fail quietly (it is logged)
+            self._stream(turn, {"error": error})
+            if turn.reason == "request":
+                message = f"{bot.display_name} could not answer: {error}"
+                self._fail(turn, ClientError("ai_unavailable", message, turn.ref))
+            return
+
+    def _fail(self, turn: Turn, err: ClientError) -> None:
+        """Tell the requester (the hub routes a late answer to a POST to its stream)."""
+        self._room.fail(turn.origin, err)
+
+    def _stream(self, turn: Turn, fields: dict[str, Any]) -> None:
+        data = {"id": turn.id, "bot": turn.bot.name, **fields}
+        self._room.broadcast_event(Event("ai-stream", data))
+
+    # -------------------------------------------------------------- context
+
+    def _prompt(self, turn: Turn) -> Prompt:
+        n = self.context_messages
+        lines = [line for line in self._lines if line.seq <= turn.upto]
+        roster = tuple(
+            p
+            for p in self.personalities.values()
+            if p.name != turn.bot.name and self.is_enabled(p.name)
+        )
+        return Prompt(
+            bot=turn.bot,
+            lines=tuple(lines[-n:]) if n > 0 else (),
+            interjection=turn.reason == "interject",
+            request=turn.request,
+            asker=turn.asker,
+            roster=roster,
+        )
+
+    async def _seed(self) -> None:
+        """Once: fill the context from the store (messages from before a restart)."""
+        if self._seeded:
+            return
+        if self._seeding is None:
+            self._seeding = asyncio.create_task(self._load_history())
+        await asyncio.shield(self._seeding)
+
+    async def _load_history(self) -> None:
+        assert self._history is not None
+        clears = self._clears
+        try:
+            stored = await self._history(self.context_messages + 32)
+        except Exception:
+            log.exception("could not read the history for the bots' context")
+            return
+        finally:
+            self._seeded = True
+        if clears != self._clears:
+            return  # cleared meanwhile: what was read is gone
+        merged = {line.seq: line for line in map(_line, stored) if line is not None}
+        merged.update({line.seq: line for line in self._lines})
+        self._lines.clear()
+        self._lines.extend(merged[seq] for seq in sorted(merged))
+        if merged:
+            self._last_seq = max(self._last_seq, max(merged))
+
+
+def _line(data: dict[str, Any]) -> Line | None:
+    """A context line from chat data (user and bot messages; not system ones)."""
+    kind = data.get("kind")
+    text = data.get("text")
+    seq = data.get("seq")
+    if kind not in ("user", "bot") or not isinstance(text, str) or not isinstance(seq, int):
+        return None
+    bot = data.get("bot") if kind == "bot" else None
+    name = str(data.get("userName") or "someone")
+    return Line(seq, name, text, bot if isinstance(bot, str) else None)
