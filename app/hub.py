@@ -56,6 +56,7 @@ __all__ = ["BotService", "Connection", "Hub"]
 log = logging.getLogger("lastra.hub")
 
 CLOSE_SLOW = 4409
+CLOSE_HEARTBEAT = 4408
 CLOSE_RESTART = 1012
 CLOSE_TRY_LATER = 1013
 HEARTBEAT_EVERY = 2.0
@@ -66,9 +67,21 @@ class Connection:
 
     ``push`` never awaits, so a broadcast never waits on a slow client; a client
     whose queue overflows is closed with 4409 and resumes on reconnect.
+
+    A client that stops reading altogether blocks its writer in the kernel's
+    send buffer, so a 4409/4408 close may never be written: ``ABORT_AFTER``
+    seconds after such a close, ``on_abort`` (set by the transport) lets go of
+    it (no ghost stays in presence), and ``KILL_AFTER`` seconds later the
+    transport's tasks are cancelled. In between, a client that reads again still
+    gets its close code.
     """
 
+    ABORT_AFTER = 5.0
+    KILL_AFTER = 60.0
+
     __slots__ = (
+        "_abort",
+        "_extra",
         "_pending",
         "_queue",
         "_wake",
@@ -78,6 +91,7 @@ class Connection:
         "identity",
         "last_seq",
         "limit",
+        "on_abort",
         "peer",
         "syncing",
         "transport",
@@ -98,6 +112,9 @@ class Connection:
         self.close_reason = ""
         self.last_seq = -1
         self.syncing = True
+        self._extra = 0  # room for the greeting beyond ``limit`` (a replay may be long)
+        self._abort: asyncio.TimerHandle | None = None
+        self.on_abort: Callable[[], None] | None = None
 
     @property
     def peer_id(self) -> str:
@@ -115,16 +132,22 @@ class Connection:
             if frame.seq <= self.last_seq:
                 return  # already delivered by replay
             self.last_seq = frame.seq
-        if len(self._queue) >= self.limit:
+        if len(self._queue) >= self.limit + self._extra:
             self.close(CLOSE_SLOW, "slow-consumer")
             return
         self._queue.append(frame)
         self._wake.set()
 
     def start(self, greeting: list[Frame]) -> None:
-        """Queue the greeting, then what arrived while it was built, minus duplicates."""
+        """Queue the greeting, then what arrived while it was built, minus duplicates.
+
+        The greeting (ready + a replay of up to ``HISTORY_LIMIT`` events) does not
+        count against ``limit``: a client that missed more than a queue's worth must
+        still be able to catch up.
+        """
         pending, self._pending = self._pending, []
         self.syncing = False
+        self._extra = len(greeting)
         for frame in greeting:
             self.push(frame)
         for frame in pending:
@@ -139,7 +162,22 @@ class Connection:
         self.close_reason = reason
         if code == CLOSE_SLOW:
             self._queue.clear()
+        if code in (CLOSE_SLOW, CLOSE_HEARTBEAT):
+            loop = asyncio.get_running_loop()
+            self._abort = loop.call_later(self.ABORT_AFTER, self._run_abort)
         self._wake.set()
+
+    def _run_abort(self) -> None:
+        self._abort = None
+        if self.on_abort is not None:
+            self.on_abort()
+
+    def finished(self) -> None:
+        """The transport ended the connection itself: no abort needed."""
+        if self._abort is not None:
+            self._abort.cancel()
+            self._abort = None
+        self.on_abort = None
 
     async def next_batch(self) -> list[Frame] | None:
         """Frames to write now; None once closing and drained."""
@@ -150,6 +188,7 @@ class Connection:
             await self._wake.wait()
         batch = list(self._queue)
         self._queue.clear()
+        self._extra = 0
         return batch
 
     def queued(self) -> int:

@@ -89,6 +89,18 @@ async def _stream(
     hub = services.hub
     counts = hub.metrics.messages_out
     latency = hub.metrics.latency.labels("sse")
+    task = asyncio.current_task()
+
+    def kill() -> None:
+        if task is not None and not task.done():
+            task.cancel()
+
+    def abort() -> None:
+        """The client stopped reading: the stream's end is stuck. Let go of it."""
+        hub.detach(conn)
+        asyncio.get_running_loop().call_later(conn.KILL_AFTER, kill)
+
+    conn.on_abort = abort
     try:
         await hub.attach(conn, last_seq, epoch)
         yield b"retry: 2000\n\n"
@@ -107,6 +119,7 @@ async def _stream(
         # closing: tell EventSource when to come back (a restart, a slow consumer)
         yield f": closed {conn.close_code} {conn.close_reason}\nretry: 1000\n\n".encode()
     finally:
+        conn.finished()
         hub.detach(conn)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 
 from fastapi import APIRouter, WebSocket
@@ -25,6 +26,7 @@ from .deps import ServicesDep, origin_allowed
 __all__ = ["router"]
 
 router = APIRouter()
+log = logging.getLogger("lastra.ws")
 
 CLOSE_TOO_BIG = 1009
 CLOSE_UNAUTHENTICATED = 4401
@@ -80,6 +82,20 @@ async def chat_ws(ws: WebSocket, services: ServicesDep) -> None:
     conn = Connection(identity, "ws", settings.outbound_queue)
     client_code: int | None = None
     writer = asyncio.create_task(_writer(ws, conn, hub.metrics))
+    handler = asyncio.current_task()
+
+    def kill() -> None:
+        writer.cancel()
+        if handler is not None and not handler.done():
+            handler.cancel()
+
+    def abort() -> None:
+        """The client stopped reading: its close frame is stuck. Let go of it."""
+        log.info("letting go of stalled connection %s (%s)", conn.peer_id, conn.close_code)
+        hub.detach(conn)
+        asyncio.get_running_loop().call_later(conn.KILL_AFTER, kill)
+
+    conn.on_abort = abort
     try:
         await hub.attach(conn, auth.last_seq, auth.epoch)
         max_bytes = settings.max_message_bytes
@@ -99,7 +115,11 @@ async def chat_ws(ws: WebSocket, services: ServicesDep) -> None:
             hub.frame(conn, text)
     except WebSocketDisconnect as exc:
         client_code = exc.code
+    except asyncio.CancelledError:
+        if conn.on_abort is None or not conn.closing:
+            raise  # a real cancellation (shutdown), not our abort
     finally:
+        conn.finished()
         hub.detach(conn, client_code)
         conn.close(1000, "")
         with contextlib.suppress(Exception):
