@@ -274,7 +274,7 @@ class Hub:
                 self.core.bots[name].enabled = enabled
         now = time.monotonic()
         for fact in await self.broker.open():
-            self.core.apply(fact, now)
+            self.core.apply(fact, now)  # our own peers: none yet, so no outputs
         self._tasks = [
             asyncio.create_task(self._pipeline(), name="lastra-pipeline"),
             asyncio.create_task(self._timer(), name="lastra-timer"),
@@ -624,7 +624,7 @@ class Hub:
                 kind = msg.get("k")
                 if kind == "fact":
                     fact = msg["fact"]
-                    self.core.apply(fact, time.monotonic())
+                    self.run(self.core.apply(fact, time.monotonic()), None)
                     if fact.get("f") == "bot" and self.bots is not None:
                         self.bots.on_toggle(str(fact["name"]), bool(fact["enabled"]))
                 elif kind == "sync":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from corepair import CorePair
 
-from app.core import ChatConfig
+from app.core import Append, Broadcast, ChatConfig
 
 
 def cluster(grace: float = 5.0, batch: float = 0.0) -> CorePair:
@@ -175,7 +175,7 @@ def test_malformed_or_unknown_facts_are_ignored(fact: dict[str, object]) -> None
     pair = cluster()
     ada = pair.connect("Ada", node=0)
     before = (pair.users_present(1), pair.chats[1].bot_state_event(), pair.chats[1].next_deadline())
-    assert pair.chats[1].apply(fact, pair.now) is None
+    assert pair.chats[1].apply(fact, pair.now) == []
     after = (pair.users_present(1), pair.chats[1].bot_state_event(), pair.chats[1].next_deadline())
     assert after == before
     assert ada.peer_id in pair.chats[1].presence.peers
@@ -200,7 +200,7 @@ def test_tabs_closing_on_two_nodes_at_once_still_leave() -> None:
 # -------------------------------------------------------------------- resync
 
 
-def test_resync_adds_missing_peers_and_drops_vanished_ones_silently() -> None:
+def test_resync_adds_missing_peers_and_drops_vanished_ones() -> None:
     pair = cluster()
     ada0 = pair.connect("Ada", node=0, transport="sse")
     ada1 = pair.connect("Ada", node=1, transport="sse")
@@ -211,10 +211,15 @@ def test_resync_adds_missing_peers_and_drops_vanished_ones_silently() -> None:
     pair.hold_facts = False
     assert bob.peer_id not in pair.chats[0].presence.peers
     assert ada1.peer_id in pair.chats[0].presence.peers
-    broadcasts = len(pair.broadcasts)
     facts = [p.fact() for p in pair.chats[1].local_peers()]
-    assert pair.chats[0].resync(facts, pair.now) == []
-    assert len(pair.broadcasts) == broadcasts
+    outputs = pair.chats[0].resync(facts, pair.now)
+    # node 0's clients missed Bob's arrival and Ada's second tab leaving: one
+    # presence-diff upserts both users as they are now; no system message
+    diffs = [o.event.data for o in outputs if isinstance(o, Broadcast)]
+    assert [sorted(u["userId"] for u in d["upsert"]) for d in diffs] == [
+        sorted([ada0.user_id, bob.user_id])
+    ]
+    assert not any(isinstance(o, Append) for o in outputs)
     tables_agree(pair)
     assert pair.users_present(0) == {ada0.user_id: [ada0.peer_id], bob.user_id: [bob.peer_id]}
 

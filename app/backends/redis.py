@@ -67,7 +67,7 @@ for i = 0, n - 1 do
     if typ == 'clear' then
       redis.call('XTRIM', KEYS[3], 'MINID', seq)
     end
-    redis.call('XADD', KEYS[3], 'MAXLEN', limit, seq .. '-0', 't', typ, 'd', full)
+    redis.call('XADD', KEYS[3], 'MAXLEN', limit, seq .. '-0', 't', typ, 'd', full, 'e', epoch)
     if key then
       redis.call('SET', key, id .. ' ' .. seq, 'EX', tonumber(ARGV[4]))
     end
@@ -191,32 +191,54 @@ class RedisStore:
         await self._r.hset(self._k_bots, name, "1" if enabled else "0")
 
     async def tail(self, after_seq: int) -> AsyncIterator[list[Record]]:
-        """XREAD from ``after_seq`` forever; an empty list means 'resync everyone'."""
+        """XREAD from ``after_seq`` forever; an empty list means 'resync everyone'.
+
+        The tail keeps its own idea of the epoch (``append`` may already have seen
+        a new one), asks Redis for it after every error and idle read, and every
+        entry carries the epoch it was written in: entries of a new epoch are never
+        delivered as if they continued the old one.
+        """
         last = after_seq
+        epoch = self._epoch
         backoff = 0.2
+        check = False  # ask Redis for its epoch before the next read
         while True:
             try:
+                if check:
+                    check = False
+                    current = await self._current_epoch()
+                    if current != epoch:
+                        log.warning("history was reset (epoch %s -> %s): resync", epoch, current)
+                        epoch, last = current, 0
+                        self._epoch = current
+                        yield []
+                        continue
                 resp: Any = await self._r.xread(
-                    {self._k_events: f"{last}-0"}, block=2000, count=1000
+                    {self._k_events: f"{last}-0"}, block=1000, count=1000
                 )
                 backoff = 0.2
             except (RedisError, OSError):
                 log.warning("Redis unreachable; tail retries in %.1fs", backoff)
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
-                with contextlib.suppress(RedisError, OSError):
-                    epoch = await self._current_epoch()
-                    if epoch != self._epoch:
-                        self._epoch, last = epoch, 0
-                        yield []
+                backoff = min(backoff * 2, 1.0)
+                check = True  # Redis may come back empty
                 continue
             if not resp:
-                epoch = await self._current_epoch()
-                if epoch != self._epoch:
-                    self._epoch, last = epoch, 0
-                    yield []
+                check = True
                 continue
-            records = self._records(resp[0][1])
+            entries = resp[0][1]
+            marker = epoch.encode()
+            if any(fields.get(b"e", marker) != marker for _, fields in entries):
+                # written in another epoch: Redis lost its data while we were away
+                with contextlib.suppress(RedisError, OSError):
+                    current = await self._current_epoch()
+                    if current != epoch:
+                        log.warning("history was reset (epoch %s -> %s)", epoch, current)
+                        epoch, last = current, 0
+                        self._epoch = current
+                        yield []
+                        continue
+            records = self._records(entries)
             if records and records[0].seq != last + 1:
                 log.warning("stream gap after seq %d (trimmed while away): resync", last)
                 last = records[-1].seq
@@ -235,7 +257,10 @@ class RedisBroker:
         self.node = "n_" + uuid.uuid4().hex[:10]
         self.node_ttl = node_ttl
         self._r = _client(url)
-        self._channel = f"{prefix}:bus"
+        # pub/sub ignores the database number: name it in the channel, so two chats
+        # on two databases of one Redis never hear each other
+        db = self._r.connection_pool.connection_kwargs.get("db", 0)
+        self._channel = f"{prefix}:bus:{db}"
         self._k_peers = f"{prefix}:peers"
         self._k_node = f"{prefix}:node:"
         self._k_reap = f"{prefix}:reap:"
@@ -309,7 +334,7 @@ class RedisBroker:
                 log.warning("Redis pub/sub lost; resubscribing in %.1fs", backoff)
                 resync = True
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+                backoff = min(backoff * 2, 1.0)
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]

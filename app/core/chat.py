@@ -156,9 +156,12 @@ class Chat:
         fact = Publish({"f": "peer-down", "peerId": peer_id, "userId": peer.user_id})
         return [fact, *self._flush_presence(now)]
 
-    def apply(self, fact: dict[str, Any], now: float) -> None:
+    def apply(self, fact: dict[str, Any], now: float) -> list[Output]:
         """A state change another process made (its ``Publish``); updates tables silently.
 
+        Returns outputs only in one case: another process reaped this one's peers
+        (we were frozen past the reap bound) while they are still connected here;
+        then this process announces them again.
         Unknown or malformed facts are ignored: a newer process may know more kinds.
         """
         kind = fact.get("f")
@@ -172,6 +175,13 @@ class Chat:
                     for name in ("camera", "mic", "screen", "ready"):
                         setattr(current, name, getattr(incoming, name))
             elif kind == "peer-down":
+                mine = self.presence.peers.get(str(fact["peerId"]))
+                if mine is not None and mine.node == self.config.node:
+                    self.presence.rejoin(mine, now)
+                    return [
+                        Publish({"f": "peer-up", "peer": mine.fact()}),
+                        *self._flush_presence(now),
+                    ]
                 self.presence.remove(str(fact["peerId"]), now, owned=False)
             elif kind == "user-gone":
                 self.presence.gone(str(fact["userId"]))
@@ -187,23 +197,31 @@ class Chat:
                 if bot is not None:
                     bot.enabled = bool(fact["enabled"])
         except (KeyError, TypeError, ValueError):
-            return
+            pass
+        return []
 
     def resync(self, peers: list[dict[str, Any]], now: float) -> list[Output]:
         """After a lost link to the other processes: their peers are exactly ``peers``.
 
         A user who vanished meanwhile was announced by its own process; here it is
-        only removed from the clients' lists (a ``presence-diff``, no message).
+        only removed from the clients' lists (a ``presence-diff``, no message), and
+        peers that appeared meanwhile are upserted.
         """
         keep = set()
+        out: list[Output] = []
         for fact in peers:
-            self.apply({"f": "peer-up", "peer": fact}, now)
-            keep.add(str(fact.get("peerId")))
+            peer_id = str(fact.get("peerId"))
+            known = peer_id in self.presence.peers
+            out += self.apply({"f": "peer-up", "peer": fact}, now)
+            keep.add(peer_id)
+            if not known:  # its upsert was lost with the link: tell our clients now
+                self.presence.changed(peer_id, now)
         for peer in list(self.presence.peers.values()):
             if peer.node != self.config.node and peer.peer_id not in keep:
                 self.presence.remove(peer.peer_id, now, owned=False)
                 self.presence.forget(peer.user_id, now)
-        return self._flush_presence(now)
+                self.presence.refresh(peer.user_id, now)
+        return out + self._flush_presence(now)
 
     def reap(self, node: str, now: float) -> list[Output]:
         """Another process died: its peers leave as if they disconnected here."""

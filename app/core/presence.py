@@ -187,6 +187,17 @@ class Presence:
         if peer is not None:
             self._mark(peer.user_id, now)
 
+    def refresh(self, user_id: str, now: float) -> None:
+        """Send this user's entry again with the next diff (its clients missed a change)."""
+        if user_id in self.users:
+            self._mark(user_id, now)
+
+    def rejoin(self, peer: Peer, now: float) -> None:
+        """Others dropped this (live, local) peer: announce its user again."""
+        if peer.user_name not in self._joined:
+            self._joined.append(peer.user_name)
+        self._mark(peer.user_id, now)
+
     def forget(self, user_id: str, now: float) -> None:
         """Drop an empty user whose end we missed: a ``remove`` diff, no "left" message."""
         user = self.users.get(user_id)

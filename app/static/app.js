@@ -5,6 +5,8 @@ import { MessageList } from './view-messages.js';
 import { People, Bots, Typing } from './view-sidebar.js';
 import { Composer, COMMANDS } from './view-composer.js';
 import { Banner, UnreadTitle, Sound } from './view-status.js';
+import { CallManager, MESH_LIMIT } from './calls.js';
+import { CallView } from './view-call.js';
 
 const SESSION_KEY = 'lastra.session';
 const LEFT_KEY = 'lastra.left';
@@ -24,6 +26,7 @@ const joinName = $('#join-name');
 const joinError = $('#join-error');
 
 let client = null;
+let calls = null;
 let me = { userId: null, userName: null };
 let cmdRef = 0;
 const pendingCommands = new Map(); // ref -> label, to explain a failed command
@@ -41,6 +44,20 @@ const bots = new Bots($('#bots'), (name, enabled) => command('bot-toggle', { bot
 const banner = new Banner($('#banner'), $('#conn-pill'), $('#connection-status'), {
   onRetry: () => client && client.reconnectNow(),
 });
+const callView = new CallView({
+  toggle: $('#call-toggle'),
+  section: $('#call'),
+  stage: $('#stage'),
+  notice: $('#call-notice'),
+  mic: $('#call-mic'),
+  camera: $('#call-camera'),
+  screen: $('#call-screen'),
+  leave: $('#call-leave'),
+  cameraSelect: $('#device-camera'),
+  micSelect: $('#device-mic'),
+});
+// An operator or a test may lower the mesh cap for this browser: localStorage lastra.meshLimit.
+const meshLimit = () => Number(store.get('lastra.meshLimit')) || MESH_LIMIT;
 const composer = new Composer({
   form: $('#composer'),
   input: $('#message-input'),
@@ -75,6 +92,9 @@ joinForm.addEventListener('submit', (ev) => {
 });
 
 function leave() {
+  if (calls) calls.destroy();
+  calls = null;
+  callView.detach();
   if (client) client.destroy();
   client = null;
   store.set(LEFT_KEY, '1');
@@ -105,12 +125,18 @@ function start(userName) {
   client = new LastraClient({ userName, autoConnect: false });
   window.lastra = client; // handy in the devtools console
   const c = client;
+  calls = new CallManager(c, { meshLimit: meshLimit() });
+  window.lastraCall = calls; // calls.stats() in the console shows every connection
+  callView.attach(calls);
   const on = (type, fn) => c.on(type, (...args) => { if (client === c) fn(...args); });
 
   on('session', ({ userId, userName: name }) => setMe(userId, name));
   on('status', (snap) => {
     banner.update(snap);
     if (snap.status === 'CLOSED' && snap.error && snap.error.code === 'invalid' && !me.userId) {
+      if (calls) calls.destroy();
+      calls = null;
+      callView.detach();
       c.destroy();
       client = null;
       showJoin(snap.error.message);

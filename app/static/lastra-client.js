@@ -11,6 +11,7 @@
 //   userName           display name used to create the session
 //   token              an existing session token; without one the client calls
 //                      POST /api/session itself and remembers the token in localStorage
+//   refreshToken       renew the token before it expires (default true; see below)
 //   autoConnect        connect from the constructor (default true)
 //   reconnectLimit     attempts before giving up (default 20; Infinity allowed)
 //   reconnectInterval  backoff base in ms (default 1000); delay = random(0, min(30 s, base·2^n))
@@ -29,12 +30,21 @@
 //   message-state   {clientId, state: 'sending'|'sent'|'failed', text, id?, seq?, error?}
 //   outbox          {queued, failed}
 //   tab-limit       {tabs, limit} — too many SSE tabs for HTTP/1.1 (see below)
-//   session         {userId, userName}
+//   session         {userId, userName, refreshed} — a new token (refreshed: it replaced one)
 //   *               (type, data, envelope) for everything
 //
 // Chat sends are never lost: each gets a clientId (its idempotency key), sits in an outbox
 // persisted in sessionStorage until the server acks it, and is re-sent with the same
 // clientId after a reconnect. Durable events are deduplicated by `seq`.
+//
+// Token refresh: tokens expire (`expiresIn` of POST /api/session, LASTRA_TOKEN_TTL). The
+// client renews its token a quarter of its lifetime (at most 5 minutes) before expiry with
+// POST /api/session + `Authorization: Bearer <old token>`, which keeps the userId. The open
+// connection is not touched: the server checks a token when a connection opens and on each
+// POST, so new POSTs and the next reconnect use the new token. A 401 (GET /api/transport, the
+// SSE stream, a POST) or a 4401 close makes the client refresh once and try again. A token
+// passed in `options.token` is renewed the same way while it is valid, but never replaced by
+// a new identity: once it has expired, the client stops with `not_authenticated`.
 //
 // The seventh tab problem: over HTTP/1.1 browsers allow six connections per origin, and
 // each SSE stream holds one. A seventh SSE tab would wait forever; this client counts SSE
@@ -65,6 +75,7 @@ const DEFAULTS = Object.freeze({
   requestTimeout: 10000,
   fallbackStickyMs: 10 * 60 * 1000,
   transport: 'auto',
+  refreshToken: true,
   storageKey: 'lastra.session',
   outboxKey: 'lastra.outbox',
 });
@@ -86,16 +97,19 @@ function writeJson(store, key, value) {
   } catch { /* storage full or disabled: keep going in memory */ }
 }
 
-/** Seconds-since-epoch expiry of a JWT, or null. Only read, never trusted. */
-function tokenExpiry(token) {
+/** The claims of a JWT ({exp, iat, ...} in seconds), or {}. Only read, never trusted. */
+function tokenClaims(token) {
   try {
     const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
-    const exp = JSON.parse(atob(part + '='.repeat((4 - (part.length % 4)) % 4))).exp;
-    return typeof exp === 'number' ? exp : null;
+    const claims = JSON.parse(atob(part + '='.repeat((4 - (part.length % 4)) % 4)));
+    return claims && typeof claims === 'object' ? claims : {};
   } catch {
-    return null;
+    return {};
   }
 }
+
+/** Refresh this long before expiry: a quarter of the token's lifetime, at most 5 minutes. */
+const refreshMarginMs = (lifetimeMs) => Math.min(300000, Math.max(500, lifetimeMs / 4));
 
 class ConnectError extends Error {
   constructor(message, extra = {}) {
@@ -126,8 +140,13 @@ export class LastraClient {
     this.tabLimit = null;
 
     this._handlers = new Map();
-    this._token = this.options.token || null;
+    this._token = null;
+    this._tokenExpiresAt = null; // ms, local clock
+    this._tokenLifetime = null; // ms
+    this._forceRefresh = false;
+    this._refreshing = null;
     this._ownsSession = !this.options.token;
+    if (this.options.token) this._setToken(this.options.token);
     this._local = storage('local');
     this._session = storage('session');
     this._gen = 0;
@@ -142,7 +161,12 @@ export class LastraClient {
     this._onOnline = () => this._networkChanged(true);
     this._onOffline = () => this._networkChanged(false);
     this._onVisible = () => {
-      if (document.visibilityState === 'visible' && this._timers.retry) this.reconnectNow();
+      if (document.visibilityState !== 'visible') return;
+      if (this._timers.retry) this.reconnectNow();
+      // Timers sleep with the tab: renew a token that is due while it still works.
+      if (!this._stopped && this._token && !this._tokenFresh() && this._tokenExpiresAt > Date.now()) {
+        this._refreshToken().catch(() => {});
+      }
     };
     addEventListener('online', this._onOnline);
     addEventListener('offline', this._onOffline);
@@ -255,7 +279,7 @@ export class LastraClient {
   forgetSession() {
     this.disconnect();
     if (this._ownsSession) {
-      this._token = null;
+      this._setToken(null);
       if (this._local) writeJson(this._local, this.options.storageKey, null);
     }
   }
@@ -337,36 +361,115 @@ export class LastraClient {
     }
   }
 
+  /** Make sure we hold a token that is not about to expire (create or refresh one). */
   async _ensureSession() {
-    if (this._token && !this._ownsSession) return;
-    const now = Date.now() / 1000;
-    const usable = (t) => t && (tokenExpiry(t) === null || tokenExpiry(t) > now + 3600);
-    if (!this._token && this._local) {
+    if (!this._token && this._ownsSession && this._local) {
       const stored = readJson(this._local, this.options.storageKey);
-      if (stored && stored.token && (!this.userName || stored.userName === this.userName) && usable(stored.token)) {
-        this._token = stored.token;
-        this.userId = stored.userId;
-        this.userName = stored.userName;
-        this._emit('session', { userId: this.userId, userName: this.userName });
+      if (stored && stored.token && (!this.userName || stored.userName === this.userName)) {
+        this._setToken(stored.token, stored.expiresAt ? { expiresAt: stored.expiresAt } : {});
+        if (this._tokenExpiresAt === null || this._tokenExpiresAt > Date.now()) {
+          this.userId = stored.userId;
+          this.userName = stored.userName;
+          this._emit('session', { userId: this.userId, userName: this.userName, refreshed: false });
+        } else {
+          this._setToken(null); // long expired: a new session (and userId) it is
+        }
       }
     }
-    if (usable(this._token)) return;
+    if (this._token && !this._forceRefresh && this._tokenFresh()) {
+      this._scheduleRefresh();
+      return;
+    }
+    if (!this._ownsSession && (!this.options.refreshToken || !this.userName)) {
+      if (this._forceRefresh) throw new ConnectError('the session token was refused', { auth: true, final: true });
+      return; // use the given token as it is; the server will say if it is no good
+    }
+    await this._refreshToken();
+  }
+
+  _setToken(token, { expiresIn, expiresAt } = {}) {
+    this._token = token || null;
+    this._tokenExpiresAt = null;
+    this._tokenLifetime = null;
+    if (!token) return;
+    const claims = tokenClaims(token);
+    if (typeof expiresIn === 'number' && expiresIn > 0) {
+      // Counted on our own clock from now, so a skewed clock does not matter.
+      this._tokenExpiresAt = Date.now() + expiresIn * 1000;
+      this._tokenLifetime = expiresIn * 1000;
+    } else if (typeof expiresAt === 'number') {
+      this._tokenExpiresAt = expiresAt;
+    } else if (typeof claims.exp === 'number') {
+      this._tokenExpiresAt = claims.exp * 1000;
+    }
+    if (this._tokenLifetime === null && typeof claims.exp === 'number' && typeof claims.iat === 'number') {
+      this._tokenLifetime = (claims.exp - claims.iat) * 1000;
+    }
+  }
+
+  /** True when the token is not within its refresh margin (opaque tokens always are). */
+  _tokenFresh() {
+    if (!this._token) return false;
+    if (this._tokenExpiresAt === null) return true;
+    const left = this._tokenExpiresAt - Date.now();
+    return left > refreshMarginMs(this._tokenLifetime ?? left);
+  }
+
+  _scheduleRefresh() {
+    if (!this.options.refreshToken || this._tokenExpiresAt === null || this._stopped) return;
+    if (!this._ownsSession && !this.userName) return;
+    const lifetime = this._tokenLifetime ?? (this._tokenExpiresAt - Date.now());
+    const at = this._tokenExpiresAt - refreshMarginMs(lifetime);
+    const delay = Math.min(2 ** 31 - 1, Math.max(0, at - Date.now()));
+    this._setTimer('refresh', delay, () => {
+      this._refreshToken().catch((err) => {
+        if (this._stopped) return;
+        // Try again soon, while the old token still works; once it has expired, the next
+        // connection attempt or 401 takes over.
+        const left = (this._tokenExpiresAt ?? 0) - Date.now();
+        if (left > 1000) this._setTimer('refresh', Math.min(10000, left / 3), () => this._scheduleRefresh());
+        console.warn('lastra: token refresh failed', err && err.message);
+      });
+    });
+  }
+
+  /** POST /api/session with the current token as Bearer; one request at a time. */
+  _refreshToken() {
+    if (!this._refreshing) {
+      this._refreshing = this._doRefresh().finally(() => { this._refreshing = null; });
+    }
+    return this._refreshing;
+  }
+
+  async _doRefresh() {
     if (!this.userName) throw new ConnectError('a userName is needed to create a session', { fatal: true, code: 'invalid' });
-    const stored = this._local && readJson(this._local, this.options.storageKey);
-    const prev = this._token || (stored && stored.token);
+    const prev = this._token;
+    const alive = Boolean(prev) && (this._tokenExpiresAt === null || this._tokenExpiresAt > Date.now());
+    if (!this._ownsSession && !alive) throw new ConnectError('the session token has expired', { auth: true, final: true });
     const headers = { 'Content-Type': 'application/json' };
-    if (prev && tokenExpiry(prev) !== null && tokenExpiry(prev) > now) headers.Authorization = `Bearer ${prev}`;
+    if (alive) headers.Authorization = `Bearer ${prev}`;
     const resp = await this._fetch('/api/session', { method: 'POST', headers, body: JSON.stringify({ userName: this.userName }) });
     const body = await resp.json().catch(() => null);
     if (!resp.ok || !body || !body.token) {
       const fatal = resp.status === 422 || resp.status === 400;
-      throw new ConnectError((body && body.message) || `session refused (HTTP ${resp.status})`, { fatal, code: (body && body.code) || 'internal' });
+      throw new ConnectError((body && body.message) || `session refused (HTTP ${resp.status})`, { fatal, code: (body && body.code) || 'internal', network: !fatal });
     }
-    this._token = body.token;
+    if (!this._ownsSession && this.userId && body.userId !== this.userId) {
+      // The server no longer accepts the given token: do not turn into someone else.
+      throw new ConnectError('the session token was refused', { auth: true, final: true });
+    }
+    this._forceRefresh = false;
+    this._setToken(body.token, { expiresIn: body.expiresIn });
     this.userId = body.userId;
     this.userName = body.userName;
-    if (this._local) writeJson(this._local, this.options.storageKey, { token: body.token, userId: body.userId, userName: body.userName });
-    this._emit('session', { userId: this.userId, userName: this.userName });
+    if (this._ownsSession && this._local) {
+      writeJson(this._local, this.options.storageKey, {
+        token: body.token, userId: body.userId, userName: body.userName, expiresAt: this._tokenExpiresAt,
+      });
+    }
+    this._emit('session', { userId: this.userId, userName: this.userName, refreshed: Boolean(prev) });
+    this._scheduleRefresh();
+    return body.token;
   }
 
   async _askTransport() {
@@ -441,7 +544,10 @@ export class LastraClient {
           if (!multiplexed()) this._setTabLimit({ tabs: Math.max(others + 1, HTTP1_STREAM_LIMIT + 1), limit: HTTP1_STREAM_LIMIT, reason: 'stalled' });
         });
         this._tabs.setSse(true);
-        link = new SseTransport({ baseUrl: this.options.url, token: this._token, lastEventId, peerId: () => this.peerId, ...handlers });
+        link = new SseTransport({
+          baseUrl: this.options.url, token: () => this._token, lastEventId, peerId: () => this.peerId,
+          refresh: () => this._refreshToken(), ...handlers,
+        });
       }
       if (gen !== this._gen) { link.close(); settle(new ConnectError('superseded')); return; }
       this._link = link;
@@ -473,6 +579,7 @@ export class LastraClient {
     this.attempt = 0;
     this.error = null;
     this._authRetried = false;
+    this._scheduleRefresh();
     this._tabs.setSse(link.kind === 'sse');
     this._setTabLimit(null);
     this._setStatus(Status.OPEN);
@@ -484,17 +591,16 @@ export class LastraClient {
   _attemptFailed(err) {
     this._link = null;
     this._tabs.setSse(false);
-    if (err.auth && this._ownsSession && !this._authRetried) {
-      // Expired or foreign token (e.g. the server's secret changed): make a new session.
+    if (err.auth && !err.final && !this._authRetried) {
+      // A 401 or a 4401: refresh the token once (a refused one gets a new session), retry.
       this._authRetried = true;
-      this._token = null;
-      if (this._local) writeJson(this._local, this.options.storageKey, null);
+      this._forceRefresh = true;
       this._attempt();
       return;
     }
     this._authRetried = false;
     this.error = { code: err.code || (err.auth ? 'not_authenticated' : err.offline ? 'offline' : 'network'), message: err.message };
-    if (err.fatal || (err.auth && !this._ownsSession)) {
+    if (err.fatal || err.final || (err.auth && !this._ownsSession)) {
       this._stopped = true;
       this._setStatus(Status.CLOSED);
       return;
@@ -508,7 +614,7 @@ export class LastraClient {
     this.peerId = null;
     if (this._stopped) { this._setStatus(Status.CLOSED); return; }
     this.error = { code: 'disconnected', message: `connection lost (${info.code}${info.reason ? ` ${info.reason}` : ''})` };
-    if (info.code === 4401) this._token = this._ownsSession ? null : this._token;
+    if (info.code === 4401) this._forceRefresh = true; // refresh before coming back
     // 1012 (server restarting) and 4409 (slow consumer) ask us to come straight back.
     this._scheduleReconnect(info.code === 4409);
   }

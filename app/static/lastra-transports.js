@@ -94,8 +94,11 @@ export const POST_ENDPOINTS = Object.freeze({
  */
 export class SseTransport {
   /**
-   * @param {{baseUrl: string, token: string, lastEventId?: string, peerId?: () => string|null,
+   * @param {{baseUrl: string, token: string|(() => string), lastEventId?: string,
+   *          peerId?: () => string|null, refresh?: () => Promise<unknown>,
    *          onEnvelope: Function, onActivity: Function, onOpen: Function, onClose: Function}} opts
+   *   `token` may be a function, so POSTs always use the newest token; `refresh` is called once
+   *   when a POST gets 401, and the POST is then sent again with the new token.
    */
   constructor(opts) {
     this.kind = 'sse';
@@ -107,8 +110,12 @@ export class SseTransport {
     this._run();
   }
 
+  _token() {
+    return typeof this._o.token === 'function' ? this._o.token() : this._o.token;
+  }
+
   async _run() {
-    const headers = { Accept: 'text/event-stream', Authorization: `Bearer ${this._o.token}` };
+    const headers = { Accept: 'text/event-stream', Authorization: `Bearer ${this._token()}` };
     if (this._o.lastEventId) headers['Last-Event-ID'] = this._o.lastEventId;
     let resp;
     try {
@@ -169,8 +176,8 @@ export class SseTransport {
     return p;
   }
 
-  async _post(path, body) {
-    const headers = { 'Content-Type': 'application/json', Authorization: `Bearer ${this._o.token}` };
+  async _post(path, body, retried = false) {
+    const headers = { 'Content-Type': 'application/json', Authorization: `Bearer ${this._token()}` };
     const peer = this._o.peerId && this._o.peerId();
     if (peer) headers['X-Lastra-Peer'] = peer;
     let resp;
@@ -184,6 +191,12 @@ export class SseTransport {
     }
     let reply = null;
     try { reply = await resp.json(); } catch { /* empty body */ }
+    if (resp.status === 401 && !retried && this._o.refresh && !this._closed) {
+      // The token expired under us (e.g. the tab slept through its refresh): renew, resend.
+      let renewed = false;
+      try { await this._o.refresh(); renewed = true; } catch { /* report the 401 below */ }
+      if (renewed) return this._post(path, body, true);
+    }
     if (!resp.ok) {
       throw { status: resp.status, body: reply && typeof reply === 'object' ? reply : { code: 'internal', message: `HTTP ${resp.status}` } };
     }

@@ -51,10 +51,13 @@ export class People {
       badges.append(h('span', { class: `badge transport-${t}`, 'data-testid': 'transport', title: `Connected over ${TRANSPORT_LABEL[t] || t}` }, TRANSPORT_LABEL[t] || t));
     }
     if (peers.length > 1) badges.append(h('span', { class: 'badge muted', title: 'Open tabs' }, `${peers.length} tabs`));
+    // Someone in a call (anything on) shows camera and mic either way, so "camera off" is
+    // visible; out of a call, nothing (off is the normal state). Screen only while sharing.
+    const inCall = media.camera || media.mic || media.screen;
     for (const [k, label] of [['camera', 'Camera'], ['mic', 'Mic'], ['screen', 'Screen']]) {
-      if (!media[k]) continue; // only what is on; off is the normal state
+      if (!inCall || (k === 'screen' && !media[k])) continue;
       badges.append(h('span', {
-        class: `badge media media-${k}${media[k] ? ' on' : ''}`, 'data-testid': `media-${k}`,
+        class: `badge media media-${k} ${media[k] ? 'on' : 'off'}`, 'data-testid': `media-${k}`,
         'data-on': String(media[k]), title: `${label} ${media[k] ? 'on' : 'off'}`,
         'aria-label': `${label} ${media[k] ? 'on' : 'off'}`,
       }, label));
