@@ -85,6 +85,7 @@ class Connection:
         "_pending",
         "_queue",
         "_wake",
+        "admitted",
         "close_code",
         "close_reason",
         "closing",
@@ -115,6 +116,7 @@ class Connection:
         self._extra = 0  # room for the greeting beyond ``limit`` (a replay may be long)
         self._abort: asyncio.TimerHandle | None = None
         self.on_abort: Callable[[], None] | None = None
+        self.admitted = False  # holds a place under the connection caps (Hub.admit)
 
     @property
     def peer_id(self) -> str:
@@ -254,6 +256,7 @@ class Hub:
         self.max_connections = max_connections
         self.max_user_connections = max_user_connections
         self._per_user: dict[str, int] = {}
+        self._admitted = 0
         self.broker: Broker = broker or MemoryBroker()
         #: several processes share this chat: fan out through the broker
         self.clustered = store.shared
@@ -318,18 +321,40 @@ class Hub:
 
     # ------------------------------------------------------------- connections
 
-    def admit(self, identity: Identity) -> str | None:
-        """Why a new connection must be refused (server full, too many tabs), or None."""
+    def admit(self, conn: Connection) -> str | None:
+        """Reserve a place for ``conn``, or say why it must be refused.
+
+        The place is taken now, not at :meth:`attach`, so that concurrent opens
+        cannot all pass the caps before any of them is registered; :meth:`detach`
+        (or :meth:`release`) gives it back.
+        """
+        user_id = conn.identity.user_id
         if self.closing:
             reason = "server-restart"
-        elif len(self.conns) >= self.max_connections:
+        elif self._admitted >= self.max_connections:
             reason = "server-full"
-        elif self._per_user.get(identity.user_id, 0) >= self.max_user_connections:
+        elif self._per_user.get(user_id, 0) >= self.max_user_connections:
             reason = "too-many-connections"
         else:
+            conn.admitted = True
+            self._admitted += 1
+            self._per_user[user_id] = self._per_user.get(user_id, 0) + 1
             return None
         self.metrics.refused.labels(reason).inc()
         return reason
+
+    def release(self, conn: Connection) -> None:
+        """Give back the place :meth:`admit` reserved (idempotent)."""
+        if not conn.admitted:
+            return
+        conn.admitted = False
+        self._admitted -= 1
+        user_id = conn.identity.user_id
+        left = self._per_user.get(user_id, 1) - 1
+        if left > 0:
+            self._per_user[user_id] = left
+        else:
+            self._per_user.pop(user_id, None)
 
     async def attach(self, conn: Connection, last_seq: int | None, epoch: str | None) -> None:
         """Register ``conn`` and queue its greeting: ready, replay or history, snapshots."""
@@ -354,8 +379,6 @@ class Hub:
             self.metrics.refused.labels("store-unavailable").inc()
             return
         self.metrics.connected(conn.transport)
-        user_id = conn.identity.user_id
-        self._per_user[user_id] = self._per_user.get(user_id, 0) + 1
         self.run(self.core.connect(conn.peer, now), conn)
         recovered = replay is not None
         if last_seq is not None:
@@ -389,15 +412,12 @@ class Hub:
 
     def detach(self, conn: Connection, code: int | None = None) -> None:
         """The connection ended; ``code`` is the client's close code, if it closed first."""
+        self.release(conn)
         if self.conns.pop(conn.peer_id, None) is not None:
-            final = conn.close_code if conn.closing else (code or 1000)
+            final = conn.close_code if conn.closing else 1000
+            if code is not None and (not conn.closing or conn.close_code == 1006):
+                final = code  # the client's own close code (it may race our failed write)
             self.metrics.disconnected(conn.transport, final)
-            user_id = conn.identity.user_id
-            left = self._per_user.get(user_id, 1) - 1
-            if left > 0:
-                self._per_user[user_id] = left
-            else:
-                self._per_user.pop(user_id, None)
             log.info(
                 "disconnected peer=%s user=%s transport=%s code=%s",
                 conn.peer_id,
@@ -545,6 +565,13 @@ class Hub:
 
     def broadcast_event(self, event: Event) -> None:
         """Send a non-durable event to every connection, on every process (``ai-stream``, …)."""
+        if event.type == "ai-stream":  # a reply ends with exactly one done or error
+            bot = str(event.data.get("bot"))
+            if event.data.get("done"):
+                self.metrics.bot_requests.labels(bot).inc()
+            elif "error" in event.data:
+                self.metrics.bot_requests.labels(bot).inc()
+                self.metrics.bot_failures.labels(bot).inc()
         self.run([Broadcast(event)], None)
 
     async def append(self, draft: Draft) -> None:

@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from app.auth import Tokens, resolve_secret
 from app.backends import make_broker, make_store
@@ -136,6 +137,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, ClientDisconnect):  # the client gave up mid-body: not our fault
+            log.info("client went away during %s", request.url.path)
+            return JSONResponse({"code": "invalid", "message": "incomplete body"}, 400)
         log.error("internal error on %s", request.url.path, exc_info=exc)
         return JSONResponse({"code": "internal", "message": "internal error"}, status_code=500)
 

@@ -169,3 +169,12 @@ def redis_url() -> Iterator[str]:
     yield REDIS_URL
     client.flushdb()
     client.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Browser tests last.
+
+    Playwright's sync API keeps an event loop running in the main thread while its
+    session-scoped browser lives, so no ``asyncio.run`` test may run after one.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

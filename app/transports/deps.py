@@ -91,3 +91,16 @@ def origin_allowed(services: Services, request: Request | HTTPConnection) -> boo
         return "*" in allowed or origin in allowed
     host = request.headers.get("host", "")
     return origin.split("://", 1)[-1] == host
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused as ``too_large`` from its Content-Length or once it passes ``limit``."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ClientError("too_large", f"the body is over {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ClientError("too_large", f"the body is over {limit} bytes")
+    return bytes(body)

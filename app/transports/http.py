@@ -13,7 +13,7 @@ from app.auth import new_user_id
 from app.core import ClientError
 
 from .codec import decode
-from .deps import ServicesDep, bearer, error_response, identity_of, origin_allowed
+from .deps import ServicesDep, bearer, error_response, identity_of, origin_allowed, read_body
 
 __all__ = ["router"]
 
@@ -40,9 +40,7 @@ async def create_session(request: Request, services: ServicesDep) -> JSONRespons
         ip = request.client.host if request.client else "?"
         if not services.allow_session(ip, time.monotonic()):
             raise ClientError("rate_limited", "too many sessions from this address; wait")
-        raw = await request.body()
-        if len(raw) > 4096:
-            raise ClientError("too_large", "the body is over 4096 bytes")
+        raw = await read_body(request, 4096)
         try:
             body = decode(raw) if raw.strip() else {}
         except ValueError:

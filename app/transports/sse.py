@@ -18,7 +18,15 @@ from app.core import ClientError, parse_data
 from app.hub import Connection
 
 from .codec import decode
-from .deps import Services, ServicesDep, bearer, error_response, identity_of, origin_allowed
+from .deps import (
+    Services,
+    ServicesDep,
+    bearer,
+    error_response,
+    identity_of,
+    origin_allowed,
+    read_body,
+)
 
 __all__ = ["router"]
 
@@ -69,15 +77,15 @@ async def chat_stream(request: Request, services: ServicesDep) -> Response:
         if not origin_allowed(services, request):
             raise ClientError("forbidden", "origin not allowed")
         identity = identity_of(services, token)
-        refusal = services.hub.admit(identity)
-        if refusal is not None:
-            raise ClientError("rate_limited", f"connection refused: {refusal}")
     except ClientError as exc:
         services.hub.metrics.error(exc.code, "sse")
-        status = 503 if exc.code == "rate_limited" else None
-        return error_response(exc, {"Retry-After": "5"} if status else None, status)
-    last_seq, epoch = _resume_point(request)
+        return error_response(exc)
     conn = Connection(identity, "sse", settings.outbound_queue)
+    refusal = services.hub.admit(conn)
+    if refusal is not None:  # counted as a refusal, not as a client error
+        refused = ClientError("rate_limited", f"connection refused: {refusal}")
+        return error_response(refused, {"Retry-After": "5"}, 503)
+    last_seq, epoch = _resume_point(request)
     stream = _stream(services, conn, last_seq, epoch, settings.sse_keepalive)
     return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 
@@ -123,18 +131,6 @@ async def _stream(
         hub.detach(conn)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ClientError("too_large", f"the body is over {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise ClientError("too_large", f"the body is over {limit} bytes")
-    return bytes(body)
-
-
 async def post_message(request: Request, services: ServicesDep) -> JSONResponse:
     kind, fixed = ENDPOINTS[request.url.path]
     ref: str | None = None
@@ -142,7 +138,7 @@ async def post_message(request: Request, services: ServicesDep) -> JSONResponse:
         if not origin_allowed(services, request):
             raise ClientError("forbidden", "origin not allowed")
         identity = identity_of(services, bearer(request))
-        raw = await _read_body(request, services.settings.max_message_bytes)
+        raw = await read_body(request, services.settings.max_message_bytes)
         try:
             body = decode(raw) if raw.strip() else {}
         except ValueError:

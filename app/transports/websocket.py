@@ -63,10 +63,14 @@ async def chat_ws(ws: WebSocket, services: ServicesDep) -> None:
     auth = await _first_auth(ws, settings.auth_timeout, settings.max_message_bytes)
     if isinstance(auth, int):
         reason = {CLOSE_TOO_BIG: "too-large", CLOSE_UNAUTHENTICATED: "auth-required"}.get(auth, "")
+        if auth == CLOSE_UNAUTHENTICATED:
+            services.hub.metrics.error("not_authenticated", "ws")
         await _close(ws, auth, reason)
         return
     identity = services.tokens.verify(auth.token)
     if identity is None:
+        services.hub.metrics.error("not_authenticated", "ws")
+        services.hub.metrics.refused.labels("bad-token").inc()
         await _close(ws, CLOSE_UNAUTHENTICATED, "bad-token")
         return
     if services.rollout.assign(identity.user_id).transport != "ws":
@@ -74,12 +78,12 @@ async def chat_ws(ws: WebSocket, services: ServicesDep) -> None:
         await _close(ws, CLOSE_TRANSPORT, "transport-disabled")
         return
     hub = services.hub
-    refusal = hub.admit(identity)
+    conn = Connection(identity, "ws", settings.outbound_queue)
+    refusal = hub.admit(conn)
     if refusal is not None:
         await _close(ws, CLOSE_TRY_LATER, refusal)
         return
 
-    conn = Connection(identity, "ws", settings.outbound_queue)
     client_code: int | None = None
     writer = asyncio.create_task(_writer(ws, conn, hub.metrics))
     handler = asyncio.current_task()
