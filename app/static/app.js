@@ -92,9 +92,9 @@ joinForm.addEventListener('submit', (ev) => {
 });
 
 function leave() {
+  callView.detach();
   if (calls) calls.destroy();
   calls = null;
-  callView.detach();
   if (client) client.destroy();
   client = null;
   store.set(LEFT_KEY, '1');
@@ -134,9 +134,9 @@ function start(userName) {
   on('status', (snap) => {
     banner.update(snap);
     if (snap.status === 'CLOSED' && snap.error && snap.error.code === 'invalid' && !me.userId) {
+      callView.detach();
       if (calls) calls.destroy();
       calls = null;
-      callView.detach();
       c.destroy();
       client = null;
       showJoin(snap.error.message);

@@ -118,7 +118,8 @@ class Link {
       await this.pc.setLocalDescription();
       if (this.closed) return;
       const d = this.pc.localDescription;
-      this.send({ type: d.type, sdp: d.sdp });
+      // Only if it is still our pending offer (not rolled back by their offer meanwhile).
+      if (d && d.type === 'offer' && this.pc.signalingState === 'have-local-offer') this.send({ type: d.type, sdp: d.sdp });
     } catch (err) {
       this.mgr._warn(`offer to ${this.remote.peerId} (${this.stream}) failed`, err);
     } finally {
@@ -349,7 +350,7 @@ export class CallManager {
   on(type, fn) {
     if (!this._handlers.has(type)) this._handlers.set(type, new Set());
     this._handlers.get(type).add(fn);
-    return () => this._handlers.get(type).delete(fn);
+    return () => { const set = this._handlers.get(type); if (set) set.delete(fn); };
   }
 
   /** Peers (other tabs) that presence shows in a call now. */
@@ -484,11 +485,11 @@ export class CallManager {
     if (!this.joined || !old) return;
     let track;
     try {
-      track = await this._open(kind, deviceId, true);
+      track = await this._open(kind, deviceId);
     } catch (err) {
       if (err && err.name === 'NotReadableError') { // some systems open one camera at a time
         old.stop();
-        track = await this._open(kind, deviceId, true).catch(() => null);
+        track = await this._open(kind, deviceId).catch(() => null);
       }
       if (!track) {
         this._notify('device', `Could not switch the ${kind === 'mic' ? 'microphone' : 'camera'}: ${err && err.message}`);
@@ -734,6 +735,7 @@ export class CallManager {
       seen: this.presence.has(peerId),
     };
     this.remotes.set(peerId, remote);
+    for (const r of this.remotes.values()) if (r.links.camera) this._tuneBitrate(r.links.camera);
     this._link(remote, 'camera', { answering });
     if (this.local.screen) this._attachScreen(this._link(remote, 'screen'));
     this._changed();

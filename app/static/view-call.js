@@ -114,14 +114,15 @@ export class CallView {
     els.section.dataset.count = String(tiles.length);
     if (calls) {
       const media = calls.media;
-      const set = (btn, on, onText, offText, available = true) => {
+      // Toggle buttons: a constant name, the state in aria-pressed (and the styling).
+      const set = (btn, on, title, available = true) => {
         btn.setAttribute('aria-pressed', String(on));
-        btn.textContent = on ? onText : offText;
+        btn.title = title;
         btn.disabled = !joined || this._busy || !available;
       };
-      set(els.mic, media.mic, 'Mute', 'Unmute');
-      set(els.camera, media.camera, 'Camera off', 'Camera on');
-      set(els.screen, Boolean(calls.local.screen), 'Stop sharing', 'Share screen',
+      set(els.mic, media.mic, media.mic ? 'Microphone on: click to mute' : 'Muted: click to unmute');
+      set(els.camera, media.camera, media.camera ? 'Camera on: click to turn it off' : 'Camera off: click to turn it on');
+      set(els.screen, Boolean(calls.local.screen), calls.local.screen ? 'Sharing: click to stop' : 'Share your screen',
         Boolean(navigator.mediaDevices && navigator.mediaDevices.getDisplayMedia));
       els.leave.disabled = !joined;
     }

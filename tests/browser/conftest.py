@@ -3,7 +3,8 @@
 ``open_chat(server, name=..., session=...)`` opens the bundled page in a fresh browser
 context (its own localStorage, so its own user) and returns a :class:`ChatPage`. Every
 page is watched: an uncaught page error, a CSP violation or a JavaScript dialog fails the
-test at teardown.
+test at teardown. ``open_call`` does the same in a Chromium launched with fake camera,
+microphone and screen capture (see ``CALL_ARGS``), for the WebRTC call tests.
 """
 
 from __future__ import annotations
@@ -33,19 +34,46 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+# Calls: fake camera + microphone (a test pattern and a beep), no permission prompts, and
+# getDisplayMedia that picks the whole screen by itself. Headless Chromium does capture
+# with these (a 1280x720 "screen:" track), so no canvas stand-in is needed.
+CALL_ARGS = [
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--auto-select-desktop-capture-source=Entire screen",
+    "--enable-usermedia-screen-capturing",
+    "--auto-accept-this-tab-capture",
+]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 expect.set_options(timeout=15_000)
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
+def playwright_instance() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     with playwright_sync.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
+        yield pw
+
+
+@pytest.fixture(scope="session")
+def browser(playwright_instance: Any) -> Iterator[Browser]:
+    b = playwright_instance.chromium.launch(
+        executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+    )
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="session")
+def call_browser(playwright_instance: Any) -> Iterator[Browser]:
+    """Chromium with fake media devices and automatic screen capture (``CALL_ARGS``)."""
+    b = playwright_instance.chromium.launch(
+        executable_path=CHROMIUM, args=CHROMIUM_ARGS + CALL_ARGS, headless=True
+    )
+    yield b
+    b.close()
 
 
 def create_session(server: Any, name: str) -> dict[str, Any]:
@@ -54,6 +82,23 @@ def create_session(server: Any, name: str) -> dict[str, Any]:
     resp.raise_for_status()
     body: dict[str, Any] = resp.json()
     return body
+
+
+def rollout_server(
+    make_server: Any, sse: tuple[str, ...] = (), **settings: str
+) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """A rollout server with everyone on WebSocket except the users named in ``sse``.
+
+    Their sessions are made first (to learn their userIds), then the server restarts with
+    them in ``LASTRA_SSE_USERS``. Returns the server and ``{name: session}``.
+    """
+    srv = make_server(TRANSPORT="rollout", WS_ROLLOUT_PERCENT="100", **settings)
+    sessions = {name: create_session(srv, name) for name in sse}
+    if sessions:
+        srv.stop()
+        srv.env["LASTRA_SSE_USERS"] = ",".join(s["userId"] for s in sessions.values())
+        srv.start()
+    return srv, sessions
 
 
 def post_chat(server: Any, token: str, text: str, client_id: str | None = None) -> dict[str, Any]:
@@ -134,6 +179,16 @@ class ChatPage:
 
 @pytest.fixture
 def open_chat(browser: Browser) -> Iterator[Callable[..., ChatPage]]:
+    yield from page_factory(browser)
+
+
+@pytest.fixture
+def open_call(call_browser: Browser) -> Iterator[Callable[..., ChatPage]]:
+    """Like ``open_chat``, in the Chromium with fake camera, microphone and screen."""
+    yield from page_factory(call_browser)
+
+
+def page_factory(browser: Browser) -> Iterator[Callable[..., ChatPage]]:
     contexts: list[BrowserContext] = []
     pages: list[ChatPage] = []
 

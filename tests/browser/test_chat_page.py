@@ -7,23 +7,14 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import create_session
+from .conftest import rollout_server
 
 pytestmark = [pytest.mark.browser]
 
 
-def sse_forced_server(make_server: Any, name: str) -> tuple[Any, dict[str, Any]]:
-    """A rollout server that puts everyone on WebSocket except `name`, forced to SSE by the flag."""
-    srv = make_server(TRANSPORT="rollout", WS_ROLLOUT_PERCENT="100")
-    session = create_session(srv, name)
-    srv.stop()
-    srv.env["LASTRA_SSE_USERS"] = session["userId"]
-    srv.start()
-    return srv, session
-
-
 def test_sse_and_websocket_pages_chat_both_ways(make_server: Any, open_chat: Any) -> None:
-    srv, bea_session = sse_forced_server(make_server, "Bea")
+    srv, sessions = rollout_server(make_server, sse=("Bea",))
+    bea_session = sessions["Bea"]
     ada = open_chat(srv, "Ada")
     ada.wait_connected("ws")
     bea = open_chat(srv, session=bea_session)
