@@ -22,6 +22,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
+import orjson
+
 from app.backends.base import Broker, Committed, SharedStore, Store
 from app.core import (
     Append,
@@ -257,6 +259,9 @@ class Hub:
         self.max_user_connections = max_user_connections
         self._per_user: dict[str, int] = {}
         self._admitted = 0
+        self._history_cache: tuple[tuple[str, int], Frame, int | None] | None = None
+        self._presence_cache: tuple[int, Frame] | None = None
+        self._user_json: dict[str, tuple[int, bytes]] = {}
         self.broker: Broker = broker or MemoryBroker()
         #: several processes share this chat: fan out through the broker
         self.clustered = store.shared
@@ -369,9 +374,7 @@ class Hub:
             if last_seq is not None and epoch == store.epoch:
                 replay = await store.since(last_seq)
             current = await store.last_seq()
-            recent = (
-                None if replay is not None else await store.recent(self.core.config.history_limit)
-            )
+            history = await self._history(current) if replay is None else None
         except Exception:
             log.warning("store unavailable while %s connected", conn.peer_id, exc_info=True)
             self.conns.pop(conn.peer_id, None)
@@ -402,13 +405,51 @@ class Hub:
         frames = [encode_event(ready)]
         if replay is not None:
             frames += [frame_from_record(r.type, r.seq, r.data, store.epoch) for r in replay]
-        else:
-            recent = recent or []
-            frames.append(history_frame([r.data for r in recent if r.type == "chat"]))
-            if recent:
-                conn.last_seq = recent[-1].seq  # pending copies of these are dropped
-        frames += [encode_event(e) for e in self.core.snapshot_events()]
+        elif history is not None:
+            frame, newest = history
+            frames.append(frame)
+            if newest is not None:
+                conn.last_seq = newest  # pending copies of these are dropped
+        frames += [self._presence_frame(), encode_event(self.core.bot_state_event())]
         conn.start(frames)
+
+    async def _history(self, current: int) -> tuple[Frame, int | None]:
+        """The ``history`` frame, built once per (epoch, last seq) and shared.
+
+        A crowd reconnecting after a restart would otherwise read and encode the
+        same 256 messages once per client.
+        """
+        key = (self.store.epoch, current)
+        cached = self._history_cache
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2]
+        recent = await self.store.recent(self.core.config.history_limit)
+        frame = history_frame([r.data for r in recent if r.type == "chat"])
+        newest = recent[-1].seq if recent else None
+        self._history_cache = (key, frame, newest)
+        return frame, newest
+
+    def _presence_frame(self) -> Frame:
+        """The ``presence`` snapshot from per-user encodings cached by version.
+
+        Joining costs one bytes join over the users, not one JSON encode of each.
+        """
+        presence = self.core.presence
+        if self._presence_cache is not None and self._presence_cache[0] == presence.version:
+            return self._presence_cache[1]
+        parts: list[bytes] = []
+        fragments = self._user_json
+        for user_id, user in presence.users.items():
+            cached = fragments.get(user_id)
+            if cached is None or cached[0] != user.version:
+                cached = fragments[user_id] = (user.version, orjson.dumps(user.wire()))
+            parts.append(cached[1])
+        if len(fragments) > 2 * len(presence.users) + 64:
+            self._user_json = {u: fragments[u] for u in presence.users if u in fragments}
+        body = b'{"type":"presence","data":{"users":[' + b",".join(parts) + b"]}}"
+        frame = Frame("presence", body, None, None)
+        self._presence_cache = (presence.version, frame)
+        return frame
 
     def detach(self, conn: Connection, code: int | None = None) -> None:
         """The connection ended; ``code`` is the client's close code, if it closed first."""

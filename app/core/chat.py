@@ -174,6 +174,7 @@ class Chat:
                 else:
                     for name in ("camera", "mic", "screen", "ready"):
                         setattr(current, name, getattr(incoming, name))
+                    self.presence.bump(current.user_id)
             elif kind == "peer-down":
                 mine = self.presence.peers.get(str(fact["peerId"]))
                 if mine is not None and mine.node == self.config.node:

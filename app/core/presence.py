@@ -91,6 +91,7 @@ class UserEntry:
     peers: dict[str, Peer] = field(default_factory=dict)
     leaving_at: float | None = None
     nodes: set[str] = field(default_factory=set)  # processes of its current/last peers
+    version: int = 0  # bumped whenever ``wire()`` may have changed (callers cache it)
 
     def wire(self) -> dict[str, Any]:
         return {
@@ -132,6 +133,7 @@ class Presence:
         self.node = node
         self.margin = margin
         self._takeover: dict[str, float] = {}  # user_id → when to end a grace nobody owns
+        self.version = 0  # bumped on every change to the table
         self.users: dict[str, UserEntry] = {}
         self.peers: dict[str, Peer] = {}
         self._dirty: set[str] = set()
@@ -139,6 +141,13 @@ class Presence:
         self._left: list[str] = []
         self._flush_at: float | None = None
         self._leaving: dict[str, float] = {}  # user_id → deadline; keeps ``expire`` O(leaving)
+
+    def bump(self, user_id: str) -> None:
+        """The user's entry changed (also silently): cached encodings of it are stale."""
+        self.version += 1
+        user = self.users.get(user_id)
+        if user is not None:
+            user.version += 1
 
     def _mark(self, user_id: str, now: float) -> None:
         self._dirty.add(user_id)
@@ -160,6 +169,7 @@ class Presence:
         user.user_name = peer.user_name
         user.peers[peer.peer_id] = peer
         self.peers[peer.peer_id] = peer
+        self.bump(peer.user_id)
         if announce:
             self._mark(peer.user_id, now)
 
@@ -168,6 +178,7 @@ class Presence:
         peer = self.peers.pop(peer_id, None)
         if peer is None:
             return None
+        self.bump(peer.user_id)
         user = self.users.get(peer.user_id)
         if user is not None:
             user.peers.pop(peer_id, None)
@@ -185,6 +196,7 @@ class Presence:
         """A peer's media or ready flag changed."""
         peer = self.peers.get(peer_id)
         if peer is not None:
+            self.bump(peer.user_id)
             self._mark(peer.user_id, now)
 
     def refresh(self, user_id: str, now: float) -> None:
@@ -210,6 +222,7 @@ class Presence:
         user = self.users.get(user_id)
         if user is not None and not user.peers:
             del self.users[user_id]
+            self.version += 1
             self._leaving.pop(user_id, None)
             self._takeover.pop(user_id, None)
 
@@ -230,6 +243,7 @@ class Presence:
                 del self._takeover[user_id]
                 gone.append(user_id)
         for user_id in gone:
+            self.version += 1
             user = self.users.pop(user_id)
             self._left.append(user.user_name)
             self._mark(user_id, now)
