@@ -60,8 +60,8 @@ __all__ = [
     "user_entry",
 ]
 
-TIMEOUT = 3.0
-"""Default wait for one expected event."""
+TIMEOUT = 5.0
+"""Default wait for one expected event (generous: CI shares two cores with a browser)."""
 
 HTTPX = {"trust_env": False, "verify": False}
 """Plain http to 127.0.0.1: no proxies from the environment, and no CA bundle to load

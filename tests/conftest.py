@@ -172,9 +172,15 @@ def redis_url() -> Iterator[str]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Browser tests last.
+    """Browser tests last, and ``tests/browser`` (one session-wide browser) very last.
 
-    Playwright's sync API keeps an event loop running in the main thread while its
-    session-scoped browser lives, so no ``asyncio.run`` test may run after one.
+    Playwright's sync API keeps an event loop running in the main thread while it
+    lives: no ``asyncio.run`` test, and no other ``sync_playwright()``, may run
+    while ``tests/browser``'s session-scoped browser is open.
     """
-    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+    def order(item: pytest.Item) -> tuple[bool, bool]:
+        browser = item.get_closest_marker("browser") is not None
+        return browser, "browser" in item.path.parent.name
+
+    items.sort(key=order)
