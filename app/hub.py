@@ -183,13 +183,21 @@ class Connection:
             self._abort = None
         self.on_abort = None
 
-    async def next_batch(self) -> list[Frame] | None:
-        """Frames to write now; None once closing and drained."""
+    async def next_batch(self, idle: float | None = None) -> list[Frame] | None:
+        """Frames to write now; None once closing and drained.
+
+        With ``idle``, raises ``TimeoutError`` after that many seconds with nothing
+        to write (``asyncio.timeout``: no task per wait, unlike ``wait_for``).
+        """
         while not self._queue:
             if self.closing:
                 return None
             self._wake.clear()
-            await self._wake.wait()
+            if idle is None:
+                await self._wake.wait()
+            else:
+                async with asyncio.timeout(idle):
+                    await self._wake.wait()
         batch = list(self._queue)
         self._queue.clear()
         self._extra = 0

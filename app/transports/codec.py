@@ -20,7 +20,7 @@ __all__ = ["Frame", "decode", "encode_event", "frame_from_record"]
 class Frame:
     """One encoded server event, shared by every recipient."""
 
-    __slots__ = ("_sse", "_text", "born", "json", "seq", "type")
+    __slots__ = ("_epoch", "_sse", "_text", "born", "json", "seq", "type")
 
     def __init__(self, type_: str, json: bytes, seq: int | None, epoch: str | None) -> None:
         self.type = type_
@@ -28,10 +28,8 @@ class Frame:
         self.seq = seq
         self.born = time.monotonic()  # for the delivery-latency histogram
         self._text: str | None = None
-        sse_id = f"id: {epoch}:{seq}\n".encode() if seq is not None and epoch else b""
-        # Built eagerly: a frame is usually sent on at least one SSE stream or
-        # on none, and the cost is a few concatenations.
-        self._sse = b"event: " + type_.encode() + b"\n" + sse_id + b"data: " + json + b"\n\n"
+        self._sse: bytes | None = None
+        self._epoch = epoch
 
     @property
     def text(self) -> str:
@@ -42,6 +40,12 @@ class Frame:
 
     @property
     def sse(self) -> bytes:
+        """The SSE frame (built once, on first use: WebSocket-only rooms never pay)."""
+        if self._sse is None:
+            seq, epoch = self.seq, self._epoch
+            sse_id = f"id: {epoch}:{seq}\n".encode() if seq is not None and epoch else b""
+            head = b"event: " + self.type.encode() + b"\n" + sse_id + b"data: "
+            self._sse = head + self.json + b"\n\n"
         return self._sse
 
 

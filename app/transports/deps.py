@@ -47,7 +47,7 @@ class Services:
         return a.transport, a.reason
 
 
-def get_services(conn: HTTPConnection) -> Services:
+async def get_services(conn: HTTPConnection) -> Services:  # async: no thread-pool hop
     services: Services = conn.app.state.services
     return services
 

@@ -114,7 +114,7 @@ async def _stream(
         yield b"retry: 2000\n\n"
         while True:
             try:
-                batch = await asyncio.wait_for(conn.next_batch(), keepalive)
+                batch = await conn.next_batch(keepalive)
             except TimeoutError:
                 yield b": keep-alive\n\n"
                 continue
