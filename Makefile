@@ -43,3 +43,17 @@ soak: install
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache test-artifacts
+
+# The benchmark (bench/README.md): Lastra's two transports against bare websockets,
+# a naive FastAPI loop, python-socketio and naive sse-starlette. Results, charts and
+# the command line land in bench/results/<mode>/. bench-quick: N=100,1000 (< 2 min);
+# bench: N=100,1000,5000 (< 30 min). py-spy (profiles) is optional.
+bench: install
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	-$(BIN)/python -m pip install -q py-spy
+	$(BIN)/python -m bench.run --full
+
+bench-quick: install
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	-$(BIN)/python -m pip install -q py-spy
+	$(BIN)/python -m bench.run --quick

@@ -1,0 +1,1 @@
+"""Baseline servers the benchmark compares Lastra Chat with (same workload, same machine)."""
