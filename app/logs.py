@@ -16,7 +16,7 @@ import orjson
 
 __all__ = ["configure"]
 
-_STANDARD = set(vars(logging.makeLogRecord({})))
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"color_message"}  # uvicorn's ANSI copy
 
 
 class JsonFormatter(logging.Formatter):
