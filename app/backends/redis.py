@@ -79,10 +79,25 @@ return out
 """
 
 
+#: Entries kept in the stream beyond ``HISTORY_LIMIT``: slack for a process whose
+#: tail falls behind under load (it would otherwise find a gap and resync everyone),
+#: and longer resumes. ``history``/``recent`` still show only the newest limit.
+TAIL_SLACK = 10_000
+
+
 def _client(url: str) -> aioredis.Redis:
     # RESP2 pinned: reply shapes (XREAD as a list of [stream, entries]) stay the same
-    # whichever default a redis-py release picks.
-    return aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=3, protocol=2)
+    # whichever default a redis-py release picks. A blocking pool: a burst of
+    # connects waits for a free connection instead of failing with "Too many".
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=64,
+        timeout=5,
+        socket_timeout=5,
+        socket_connect_timeout=3,
+        protocol=2,
+    )
+    return aioredis.Redis(connection_pool=pool)
 
 
 def _seq_of(entry_id: bytes) -> int:
@@ -135,7 +150,8 @@ class RedisStore:
             raise StoreUnavailable(str(exc)) from exc
 
     async def append(self, drafts: Sequence[Draft]) -> list[Committed]:
-        args: list[Any] = [self.history_limit, new_epoch(), self._k_idem, IDEMPOTENCY_TTL]
+        keep = self.history_limit + TAIL_SLACK
+        args: list[Any] = [keep, new_epoch(), self._k_idem, IDEMPOTENCY_TTL]
         for d in drafts:
             data = orjson.dumps(d.data)
             args += [d.type, d.user_id or "", d.client_id or "", d.id, data]
