@@ -33,6 +33,7 @@ import base64
 import contextlib
 import functools
 import hashlib
+import itertools
 import os
 import random
 import signal
@@ -53,9 +54,11 @@ _getrandbits = random.getrandbits
 class Client(asyncio.Protocol):
     """What every receiving client shares: the hot path for a delivered message."""
 
-    def __init__(self, w: Worker, idx: int, token: str, staller: bool) -> None:
+    def __init__(self, w: Worker, idx: int, token: str, staller: bool, port: int = 0) -> None:
         self.w = w
         self.idx = idx
+        self.port = port or w.port
+        self.host_header = b"127.0.0.1:%d" % self.port
         self.token = token
         self.staller = staller
         self.record = not staller
@@ -144,8 +147,8 @@ class Client(asyncio.Protocol):
 class WSClient(Client):
     """RFC 6455 client; ``w.sio`` switches the payload to Engine.IO/Socket.IO."""
 
-    def __init__(self, w: Worker, idx: int, token: str, staller: bool) -> None:
-        super().__init__(w, idx, token, staller)
+    def __init__(self, w: Worker, idx: int, token: str, staller: bool, port: int = 0) -> None:
+        super().__init__(w, idx, token, staller, port)
         self.buf = b""
         self.big: list[bytes] = []  # pieces of one large frame still arriving
         self.big_len = 0
@@ -157,7 +160,7 @@ class WSClient(Client):
         assert self.tr is not None
         w = self.w
         self.tr.write(
-            b"GET " + w.path + b" HTTP/1.1\r\nHost: " + w.host_header + b"\r\n"
+            b"GET " + w.path + b" HTTP/1.1\r\nHost: " + self.host_header + b"\r\n"
             b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
             b"Sec-WebSocket-Key: " + self.key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
         )
@@ -292,8 +295,8 @@ class WSClient(Client):
 class SSEClient(Client):
     """``GET`` an event stream; de-chunk; one ``data:`` line per event."""
 
-    def __init__(self, w: Worker, idx: int, token: str, staller: bool) -> None:
-        super().__init__(w, idx, token, staller)
+    def __init__(self, w: Worker, idx: int, token: str, staller: bool, port: int = 0) -> None:
+        super().__init__(w, idx, token, staller, port)
         self.chunked = False
         self.raw = b""
         self.left = 0
@@ -304,7 +307,7 @@ class SSEClient(Client):
         assert self.tr is not None
         w = self.w
         self.tr.write(
-            b"GET " + w.path + b" HTTP/1.1\r\nHost: " + w.host_header + b"\r\n"
+            b"GET " + w.path + b" HTTP/1.1\r\nHost: " + self.host_header + b"\r\n"
             b"Authorization: Bearer " + self.token.encode() + b"\r\n"
             b"Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n"
         )
@@ -485,6 +488,8 @@ class Worker:
         self.proto = t["proto"]
         self.sio = self.proto == "sio"
         self.port = int(t["port"])
+        # several server processes (the Redis cases): clients go round-robin over them
+        self.ports = [int(p) for p in (t.get("ports") or [self.port])]
         self.path = str(t["path"]).encode()
         self.host_header = b"127.0.0.1:%d" % self.port
         self.strict = bool(t.get("strict", False))
@@ -515,7 +520,9 @@ class Worker:
         self.configure(target)
         return {}
 
-    async def _open(self, factory: Any, staller: bool = False) -> asyncio.BaseProtocol:
+    async def _open(
+        self, factory: Any, staller: bool = False, port: int = 0
+    ) -> asyncio.BaseProtocol:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
         if staller:
@@ -525,7 +532,7 @@ class Worker:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 1460)
         try:
-            await self.loop.sock_connect(sock, ("127.0.0.1", self.port))
+            await self.loop.sock_connect(sock, ("127.0.0.1", port or self.port))
             _, proto = await self.loop.create_connection(factory, sock=sock)
         except BaseException:
             sock.close()
@@ -555,14 +562,18 @@ class Worker:
         last = [0]
         opened: list[Client] = []
 
-        async def one(idx: int, token: str, staller: bool) -> None:
+        ports = self.ports
+
+        async def one(pos: int, idx: int, token: str, staller: bool) -> None:
+            port = ports[pos % len(ports)]
             async with sem:
                 t0 = now_ns()
                 if not first[0]:
                     first[0] = t0
                 try:
                     proto = await asyncio.wait_for(
-                        self._open(lambda: cls(self, idx, token, staller), staller), timeout
+                        self._open(lambda: cls(self, idx, token, staller, port), staller, port),
+                        timeout,
                     )
                     assert isinstance(proto, Client)
                     opened.append(proto)
@@ -573,7 +584,7 @@ class Worker:
                 times.append((t1 - t0) / 1e6)
                 last[0] = max(last[0], t1)
 
-        tasks = [asyncio.ensure_future(one(*s)) for s in specs]
+        tasks = [asyncio.ensure_future(one(pos, *s)) for pos, s in enumerate(specs)]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=phase_timeout)
             for task in pending:
@@ -594,15 +605,20 @@ class Worker:
                 c.tr.abort()  # too late: not one of the N
         self.clients.extend(ready)
         if self.proto != "sse":
-            self.senders = [c for c in self.clients if isinstance(c, WSClient) and not c.staller][
-                :senders
-            ]
+            # senders spread over the server processes (one process: the first clients)
+            by_port: dict[int, list[WSClient]] = {}
+            for c in sorted(self.clients, key=lambda c: c.idx):
+                if isinstance(c, WSClient) and not c.staller:
+                    by_port.setdefault(c.port, []).append(c)
+            mixed = itertools.zip_longest(*by_port.values())
+            self.senders = [c for row in mixed for c in row if c is not None][:senders]
         else:
             tokens = [c.token for c in self.clients if not c.staller][: max(1, senders)]
             for i in range(posters if tokens else 0):
                 with contextlib.suppress(Exception):
                     factory = functools.partial(Poster, self, tokens[i % len(tokens)])
-                    p = await asyncio.wait_for(self._open(factory), timeout)
+                    port = ports[i % len(ports)]
+                    p = await asyncio.wait_for(self._open(factory, port=port), timeout)
                     assert isinstance(p, Poster)
                     self.posters.append(p)
         return {

@@ -122,6 +122,11 @@ def _rows(c: dict[str, Any] | None, base: dict[str, Any] | None) -> dict[str, st
         )
         if c.get("target", "").startswith("ours"):
             cells["seq"] = f"{what} ({seq['checked']} clients)"
+            if not seq["checked"]:
+                cells["seq"] = f"**no client left to check** ({seq['closed']} closed)"
+            for rc in c.get("reconnects") or []:
+                codes = ",".join(rc["codes"])
+                cells["seq"] += f"; all reconnected after the server closed them ({codes})"
         else:
             cells["seq"] = f"{what} (informative)"
     return cells
@@ -205,7 +210,7 @@ def _targets_section(results: dict[str, Any]) -> list[str]:
                     f"| one stalled reader cuts others ≤ 10 %, {TITLE.get(key, key)} N={n} "
                     f"| −{100 * st['cut']:.1f}% | {verdict(st['cut'] <= 0.10)} |"
                 )
-    for key in ("ours-ws", "ours-sse"):
+    for key in ("ours-ws", "ours-sse", "ours-ws-redis", "ours-ws-redis2", "ours-sse-redis2"):
         for n in ns:
             seq = ((cases.get((key, n)) or {}).get("seq")) or {}
             if seq:
@@ -218,7 +223,13 @@ def _targets_section(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-TITLE = {"ours-ws": "Lastra WS", "ours-sse": "Lastra SSE"}
+TITLE = {
+    "ours-ws": "Lastra WS",
+    "ours-sse": "Lastra SSE",
+    "ours-ws-redis": "Lastra WS ×1 (Redis)",
+    "ours-ws-redis2": "Lastra WS ×2 (Redis, one seq order across both processes)",
+    "ours-sse-redis2": "Lastra SSE ×2 (Redis, one seq order across both processes)",
+}
 
 
 def _ramps(results: dict[str, Any]) -> list[str]:

@@ -1,8 +1,8 @@
 """The benchmark: ``python -m bench.run --quick|--full`` (``make bench-quick`` / ``make bench``).
 
-For every N and every server (Lastra on both transports and the four
-baselines), on a fresh server process pinned to CPU 0 with the generator on
-the other CPU(s):
+For every N and every server (Lastra on both transports, Lastra on Redis with
+one and two processes at ``Mode.redis_ns``, and the four baselines), on fresh
+server processes pinned to CPU 0 with the generator on the other CPU(s):
 
 1. connect N clients (at most ``concurrency`` handshakes in flight): setup
    time p50/p99 and time to connect all; server RSS per idle connection;
@@ -43,7 +43,19 @@ import numpy as np
 import psutil
 
 from .gen import worker_main
-from .servers import CEILING, NICE, ROOT, SECRET, TARGETS, Server, Target, pin, sched_wait
+from .servers import (
+    CEILING,
+    NICE,
+    ROOT,
+    SECRET,
+    TARGETS,
+    Server,
+    ServerGroup,
+    Target,
+    flush_redis,
+    pin,
+    sched_wait,
+)
 
 HOLD_P99_MS = 250.0
 STARVED_PCT = 5.0  # run-queue wait above this share of a step: the step was disturbed
@@ -74,6 +86,7 @@ class Mode:
     senders: int  # WebSocket clients that send (total)
     posters: int  # keep-alive POST connections (SSE targets, total)
     max_life: float  # hard bound on every generator process
+    redis_ns: list[int]  # the N at which the Redis cases (one and two processes) run
 
 
 MODES = {
@@ -101,6 +114,7 @@ MODES = {
         senders=8,
         posters=64,
         max_life=600,
+        redis_ns=[100],
     ),
     "full": Mode(
         name="full",
@@ -126,6 +140,7 @@ MODES = {
         senders=8,
         posters=64,
         max_life=3000,
+        redis_ns=[100, 1000],
     ),
 }
 
@@ -366,7 +381,7 @@ class Case:
             "gen_cpu_pct": 100 * (cpu_g1 - cpu_g0) / wall,
             # share of the step the process was runnable but waiting for its CPU:
             # anything above a few % means a noisy neighbour, not our load
-            "server_wait_pct": 100 * (wait_s1 - wait_s0) / wall,
+            "server_wait_pct": max(0.0, 100 * (wait_s1 - wait_s0) / wall),
             "gen_wait_pct": 100 * (wait_g1 - wait_g0) / wall,
             "cpu_s_per_100k": server_cpu / delivered * 1e5 if delivered else math.inf,
             "bytes": nbytes,
@@ -384,6 +399,8 @@ class Case:
             and closed <= self.closed_before
         )
         self.closed_before = closed
+        if self.target.ours and closed >= max(1, self.connected // 2):
+            rec["reconnected"] = closed  # e.g. Redis resync: 1012 to everyone
         self.steps.append(rec)
         log(
             f"    {kind:7} {level / 1000:8.1f}k/s offered ({rate:8.1f} msg/s): "
@@ -402,7 +419,49 @@ class Case:
         )
         if not rec["holds"]:
             srv.wait_idle(mode.drain_s)
+        if rec.get("reconnected"):
+            self.reconnect(rec["close_codes"])
         return rec
+
+    def reconnect(self, codes: dict[str, int]) -> None:
+        """The server closed (most of) the clients: connect N afresh and go on.
+
+        Lastra closes everyone with 1012 when its Redis stream was trimmed past
+        what a process had read (it fell behind under overload): the clients are
+        to resync. The step that caused it fails; the ramp continues with new
+        clients, and the report counts the reconnections.
+        """
+        gen, mode = self.gen, self.mode
+        log(f"    server closed the clients ({codes}): reconnecting {self.n}")
+        gen.call("close", 30, {})
+        self.server.wait_idle(mode.drain_s)
+        per: list[list[tuple[int, str, bool]]] = [[] for _ in range(gen.size)]
+        for i, tok in enumerate(self.run.tokens[: self.n]):
+            per[i % gen.size].append((i, tok, False))
+        if len(per[0]) > 1:
+            idx, tok, _ = per[0][-1]
+            per[0][-1] = (idx, tok, True)
+        replies = gen.call(
+            "connect",
+            mode.connect_phase_s + mode.connect_timeout + 30,
+            [
+                {
+                    "specs": per[w],
+                    "concurrency": max(1, mode.connect_concurrency // gen.size),
+                    "timeout": mode.connect_timeout,
+                    "senders": max(1, math.ceil(mode.senders / gen.size)),
+                    "posters": max(1, math.ceil(mode.posters / gen.size)),
+                    "phase_timeout": mode.connect_phase_s,
+                }
+                for w in range(gen.size)
+            ],
+        )
+        self.connected = max(1, sum(len(r["times_ms"]) for r in replies))
+        self.closed_before = 0
+        self.result.setdefault("reconnects", []).append(
+            {"codes": codes, "connected": self.connected}
+        )
+        self.server.wait_idle(mode.drain_s)
 
     def ramp_step(self, level: float) -> dict[str, Any]:
         """A ramp step; one that failed while starved by other load is tried once more."""
@@ -546,10 +605,19 @@ class Case:
 
     def execute(self, profile: bool) -> dict[str, Any]:
         t0 = time.monotonic()
+        if self.target.redis:
+            # a fresh, empty db 13 and fresh processes: started only now, so that no
+            # parked process holds a Redis subscription during the other cases
+            flush_redis()
+            self.server.launch(cpus=set())
+            self.server.wait_listening(90)
+            self.server.repin()
+            time.sleep(0.5)  # the processes find each other (node registry)
         self.server.wait_listening()
         self.server.resume()
         try:
-            self.gen.call("setup", 30, {"target": self.run.wire(self.target, self.server.port)})
+            wire = self.run.wire(self.target, self.server.port, self.server.ports)
+            self.gen.call("setup", 30, {"target": wire})
             self.connect()
             knee = self.ramp()
             self.result["knee"] = knee
@@ -645,21 +713,29 @@ class Runner:
         self.ceiling_server = Server(
             CEILING, self.server_cpus, self.log_dir, ["--seconds", str(mode.ceiling_s)]
         )
+        # the Redis cases: every process pinned to the server CPU(s), i.e. both on CPU 0
         self.servers = {
-            (key, n): Server(TARGETS[key], self.server_cpus, self.log_dir, [])
+            (key, n): (ServerGroup if TARGETS[key].procs > 1 else Server)(
+                TARGETS[key], self.server_cpus, self.log_dir, []
+            )
             for n in args.ns
             for key in args.targets
+            if not TARGETS[key].redis or n in mode.redis_ns
         }
 
-    def wire(self, target: Target, port: int) -> dict[str, Any]:
-        return {**target.wire(port), "coalesce_ms": self.args.coalesce_ms}
+    def wire(self, target: Target, port: int, ports: list[int] | None = None) -> dict[str, Any]:
+        return {**target.wire(port, ports), "coalesce_ms": self.args.coalesce_ms}
 
     def launch_all(self) -> None:
         """Start every server at once (on all CPUs), then pin them to CPU 0 and park them.
 
         Each case gets a fresh process, but nobody waits for imports between cases.
         """
-        every = [self.ceiling_server, *self.servers.values()]
+        every = [self.ceiling_server] + [
+            s
+            for s in self.servers.values()
+            if not s.target.redis  # Redis: at case start
+        ]
         for server in every:
             server.launch(cpus=set())
         for server in every:
@@ -755,6 +831,8 @@ class Runner:
             "gen_cpus": self.gen_cpus,
             "gen_procs": self.gen.size,
             "targets": {k: TARGETS[k].label for k in self.args.targets},
+            "redis_ns": self.mode.redis_ns,
+            "redis_procs_cpus": sorted(self.server_cpus),
             "cases": [],
         }
         try:
@@ -770,10 +848,14 @@ class Runner:
             for n in self.args.ns:
                 log(f"N = {n}")
                 for key in self.args.targets:
+                    if (key, n) not in self.servers:
+                        continue  # a Redis case at an N it does not run at
                     case = Case(self, TARGETS[key], n, self.servers[(key, n)])
                     try:
                         res = case.execute(
-                            profile=self.args.profile and TARGETS[key].ours and n == profile_n
+                            profile=self.args.profile
+                            and key in ("ours-ws", "ours-sse")
+                            and n == profile_n
                         )
                     except Exception as exc:  # keep going: one broken case must not lose the rest
                         log(f"  {key} N={n} FAILED: {type(exc).__name__}: {exc}")

@@ -34,6 +34,10 @@ LASTRA_ENV = {
     "LOG_LEVEL": "warning",
 }
 
+#: The Redis database the multi-process cases use; flushed before each of them.
+REDIS_URL = "redis://127.0.0.1:6379/13"
+LASTRA_REDIS_ENV = {**LASTRA_ENV, "BACKEND": "redis", "REDIS_URL": REDIS_URL}
+
 
 @dataclass(frozen=True)
 class Target:
@@ -47,11 +51,17 @@ class Target:
     strict: bool = False  # check seq from ready/history on (Lastra only)
     ours: bool = False
     env: dict[str, str] = field(default_factory=dict)
+    procs: int = 1  # server processes; the generator spreads its clients over them
 
-    def wire(self, port: int) -> dict[str, Any]:
+    @property
+    def redis(self) -> bool:
+        return self.env.get("BACKEND") == "redis"
+
+    def wire(self, port: int, ports: list[int] | None = None) -> dict[str, Any]:
         return {
             "proto": self.proto,
             "port": port,
+            "ports": ports or [port],
             "path": self.path,
             "post_path": self.post_path,
             "sse_sep": self.sse_sep,
@@ -83,6 +93,39 @@ TARGETS: dict[str, Target] = {
             strict=True,
             ours=True,
             env={**LASTRA_ENV, "TRANSPORT": "sse"},
+        ),
+        Target(
+            "ours-ws-redis",
+            "Lastra WS ×1 (Redis)",
+            "app",
+            "ws",
+            "/api/chat.ws",
+            strict=True,
+            ours=True,
+            env={**LASTRA_REDIS_ENV, "TRANSPORT": "ws"},
+        ),
+        Target(
+            "ours-ws-redis2",
+            "Lastra WS ×2 (Redis)",
+            "app",
+            "ws",
+            "/api/chat.ws",
+            strict=True,
+            ours=True,
+            env={**LASTRA_REDIS_ENV, "TRANSPORT": "ws"},
+            procs=2,
+        ),
+        Target(
+            "ours-sse-redis2",
+            "Lastra SSE ×2 (Redis)",
+            "app",
+            "sse",
+            "/api/chat-stream",
+            post_path="/api/chat-message",
+            strict=True,
+            ours=True,
+            env={**LASTRA_REDIS_ENV, "TRANSPORT": "sse"},
+            procs=2,
         ),
         Target("fastapi", "FastAPI naive loop", "bench.baselines.fastapi_naive", "ws", "/ws"),
         Target(
@@ -183,6 +226,10 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
         self.ps: psutil.Process | None = None
 
+    @property
+    def ports(self) -> list[int]:
+        return [self.port]
+
     def launch(self, cpus: set[int] | None = None) -> Server:
         """Start the process (not waiting for it); ``cpus`` overrides the pinning for startup."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("LASTRA_")}
@@ -268,6 +315,10 @@ class Server:
         """Seconds this server spent runnable but waiting for a CPU (all threads)."""
         return sched_wait(self.pid)
 
+    def queued(self) -> float:
+        """Run-queue wait of all the server's processes (``wait_idle``'s measure)."""
+        return self.waited()
+
     def wait_idle(self, max_s: float, below: float = 0.1, window: float = 0.1) -> float:
         """Block until the server wants less than ``below`` of a CPU for two windows.
 
@@ -277,9 +328,9 @@ class Server:
         start = time.monotonic()
         calm = 0
         while time.monotonic() - start < max_s:
-            c0, q0 = self.cpu(), self.waited()
+            c0, q0 = self.cpu(), self.queued()
             time.sleep(window)
-            busy = (self.cpu() - c0 + self.waited() - q0) / window
+            busy = (self.cpu() - c0 + self.queued() - q0) / window
             calm = calm + 1 if busy < below else 0
             if calm >= 2:
                 break
@@ -303,3 +354,95 @@ class Server:
             return self.log_path.read_text(errors="replace")[-3000:]
         except OSError:
             return ""
+
+
+def flush_redis(url: str = REDIS_URL) -> None:
+    """Empty the bench's Redis database (db 13), so a case starts from no history."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=5)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+class ServerGroup(Server):
+    """Several processes of one target, all pinned to ``cpus``; measured as one server.
+
+    CPU time, run-queue wait and RSS are summed over the processes; ``port`` is the
+    first one's, ``ports`` all of them (the generator connects round-robin).
+    """
+
+    def __init__(self, target: Target, cpus: set[int], log_dir: Path, extra: list[str]) -> None:
+        self.members = [Server(target, cpus, log_dir, extra) for _ in range(target.procs)]
+        self.target = target
+        self.cpus = cpus
+        self.port = self.members[0].port
+        self.log_path = self.members[0].log_path
+        self.extra = extra
+        self.proc = None
+        self.ps = None
+
+    @property
+    def ports(self) -> list[int]:
+        return [m.port for m in self.members]
+
+    def launch(self, cpus: set[int] | None = None) -> Server:
+        for m in self.members:
+            m.launch(cpus)
+        self.proc = self.members[0].proc
+        self.ps = self.members[0].ps
+        return self
+
+    def wait_listening(self, timeout: float = 30.0) -> Server:
+        for m in self.members:
+            m.wait_listening(timeout)
+        return self
+
+    def repin(self) -> None:
+        for m in self.members:
+            m.repin()
+
+    def pause(self) -> None:
+        for m in self.members:
+            m.pause()
+
+    def resume(self) -> None:
+        for m in self.members:
+            m.resume()
+
+    def kill(self) -> None:
+        for m in self.members:
+            m.kill()
+
+    def stop(self, timeout: float = 8.0) -> None:
+        for m in self.members:
+            m.stop(timeout)
+
+    def rss(self) -> int:
+        return sum(m.rss() for m in self.members)
+
+    def cpu(self) -> float:
+        return sum(m.cpu() for m in self.members)
+
+    def queued(self) -> float:
+        return sum(m.waited() for m in self.members)
+
+    def waited(self) -> float:
+        """Run-queue wait that the processes did not cause each other (a lower bound).
+
+        Processes sharing one CPU wait while a sibling runs; that is the design of
+        the case, not a noisy neighbour. A process can wait for its siblings at
+        most as long as they run, so ``Σ wait − (k − 1) · Σ CPU`` (differenced over
+        a step, clamped at 0 by the caller) is what other load cost them at least.
+        """
+        shared = len(self.cpus) < len(self.members)
+        extra = (len(self.members) - 1) * self.cpu() if shared else 0.0
+        return self.queued() - extra
+
+    def alive(self) -> bool:
+        return all(m.alive() for m in self.members)
+
+    def log_tail(self) -> str:
+        return "\n".join(m.log_tail() for m in self.members if m.log_tail())
