@@ -206,6 +206,15 @@ class RedisStore:
     async def set_bot_state(self, name: str, enabled: bool) -> None:
         await self._r.hset(self._k_bots, name, "1" if enabled else "0")
 
+    async def _reset(self, epoch: str) -> str | None:
+        """Redis's epoch when it is no longer ``epoch`` (its data was lost), else None."""
+        current = await self._current_epoch()
+        if current == epoch:
+            return None
+        log.warning("history was reset (epoch %s -> %s): clients resync", epoch, current)
+        self._epoch = current
+        return current
+
     async def tail(self, after_seq: int) -> AsyncIterator[list[Record]]:
         """XREAD from ``after_seq`` forever; an empty list means 'resync everyone'.
 
@@ -222,11 +231,8 @@ class RedisStore:
             try:
                 if check:
                     check = False
-                    current = await self._current_epoch()
-                    if current != epoch:
-                        log.warning("history was reset (epoch %s -> %s): resync", epoch, current)
-                        epoch, last = current, 0
-                        self._epoch = current
+                    if (reset := await self._reset(epoch)) is not None:
+                        epoch, last = reset, 0
                         yield []
                         continue
                 resp: Any = await self._r.xread(
@@ -247,11 +253,8 @@ class RedisStore:
             if any(fields.get(b"e", marker) != marker for _, fields in entries):
                 # written in another epoch: Redis lost its data while we were away
                 with contextlib.suppress(RedisError, OSError):
-                    current = await self._current_epoch()
-                    if current != epoch:
-                        log.warning("history was reset (epoch %s -> %s)", epoch, current)
-                        epoch, last = current, 0
-                        self._epoch = current
+                    if (reset := await self._reset(epoch)) is not None:
+                        epoch, last = reset, 0
                         yield []
                         continue
             records = self._records(entries)
