@@ -21,6 +21,20 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+#: Debian's Chromium (never a browser download) and the flags it needs here: headless,
+#: as root, and no background traffic to the closed network.
+CHROMIUM = os.environ.get("LASTRA_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
 
 def free_port() -> int:
     with socket.socket() as s:

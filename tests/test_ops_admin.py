@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,21 +20,10 @@ import clients as clients_module
 import httpx
 import pytest
 from clients import Session, SseClient, WsClient, asession, running_server
-from conftest import ROOT, Server
+from conftest import CHROMIUM, CHROMIUM_ARGS, ROOT, Server
 
 ADMIN_TOKEN = "admin-token-for-tests-6f1c2b9e0d7a4c3b"
 ARTIFACT = ROOT / "test-artifacts" / "admin.png"
-CHROMIUM = os.environ.get("LASTRA_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")

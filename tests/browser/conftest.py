@@ -10,7 +10,6 @@ microphone and screen capture (see ``CALL_ARGS``), for the WebRTC call tests.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,19 +20,9 @@ import httpx
 import pytest
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
+from conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (tests/conftest.py)
 from playwright.sync_api import Browser, BrowserContext, Page, expect  # noqa: E402
 
-CHROMIUM = os.environ.get("LASTRA_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # Calls: fake camera + microphone (a test pattern and a beep), no permission prompts, and
 # getDisplayMedia that picks the whole screen by itself. Headless Chromium does capture
 # with these (a 1280x720 "screen:" track), so no canvas stand-in is needed.
