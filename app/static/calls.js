@@ -198,7 +198,10 @@ class Link {
       this._stuckTimer = null;
       const state = this.pc.connectionState;
       if (!this.closed && this.pc.signalingState === 'stable' && (state === 'new' || state === 'connecting')) {
-        this.restartIce(`stuck in ${state}`);
+        // A screen connection that an ICE restart did not revive (Chromium sometimes
+        // never gathers after a rolled-back offer) is rebuilt from scratch.
+        if (this.stream === 'screen' && this.iceRestarts > 0) this.mgr._rebuildScreen(this.remote);
+        else this.restartIce(`stuck in ${state}`);
       }
     }, this.polite ? STUCK_MS.polite : STUCK_MS.impolite);
   }
@@ -745,8 +748,10 @@ export class CallManager {
   _link(remote, kind, { answering = false } = {}) {
     let link = remote.links[kind];
     if (link && !link.closed) return link;
-    // Both sides open the camera connection when they see each other: the impolite one offers.
-    const waitForOffer = kind === 'camera' && !answering && remote.polite;
+    // Both sides may open a connection at the same instant (seeing each other, or both
+    // starting to share): the impolite one offers first, so the polite one never has to
+    // roll back a first offer (the Chromium quirk above).
+    const waitForOffer = !answering && remote.polite;
     link = new Link(this, remote, kind, { waitForOffer });
     remote.links[kind] = link;
     if (kind === 'camera') {
@@ -757,6 +762,15 @@ export class CallManager {
       if (!answering && !this.local.camera) link.pc.addTransceiver('video', { direction: 'recvonly' });
     }
     return link;
+  }
+
+  /** Replace a dead screen connection: `bye` makes the other side drop its end too. */
+  _rebuildScreen(remote) {
+    this._debug(`rebuilding the screen connection with ${remote.peerId}`);
+    this._signal(remote.peerId, { type: 'bye' }, 'screen');
+    this._closeLink(remote, 'screen');
+    if (this.local.screen) this._attachScreen(this._link(remote, 'screen'));
+    this._changed();
   }
 
   _attachScreen(link) {
