@@ -18,7 +18,6 @@ import contextlib
 import logging
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
@@ -47,6 +46,7 @@ from app.core.messages import ClientMessage
 from app.metrics import Metrics
 from app.transports.codec import (
     Frame,
+    compact,
     decode,
     encode_event,
     frame_from_record,
@@ -68,7 +68,10 @@ class Connection:
     """One client connection's outbound side: a bounded queue a writer drains.
 
     ``push`` never awaits, so a broadcast never waits on a slow client; a client
-    whose queue overflows is closed with 4409 and resumes on reconnect.
+    whose queue overflows is closed with 4409 and resumes on reconnect. The
+    writer is either a task awaiting :meth:`next_batch` (SSE, plain ASGI) or a
+    ``notify`` callback that writes synchronously (the direct WebSocket path:
+    no task and no event per connection).
 
     A client that stops reading altogether blocks its writer in the kernel's
     send buffer, so a 4409/4408 close may never be written: ``ABORT_AFTER``
@@ -94,6 +97,7 @@ class Connection:
         "identity",
         "last_seq",
         "limit",
+        "notify",
         "on_abort",
         "peer",
         "syncing",
@@ -107,9 +111,11 @@ class Connection:
         self.peer = Peer(
             "p_" + uuid.uuid4().hex[:16], identity.user_id, identity.user_name, transport
         )
-        self._queue: deque[Frame] = deque()
+        self._queue: list[Frame] = []
         self._pending: list[Frame] = []
-        self._wake = asyncio.Event()
+        self._wake: asyncio.Event | None = None  # made by the first next_batch that waits
+        #: called when the queue stops being empty or the connection starts closing
+        self.notify: Callable[[Connection], None] | None = None
         self.closing = False
         self.close_code = 1000
         self.close_reason = ""
@@ -136,11 +142,19 @@ class Connection:
             if frame.seq <= self.last_seq:
                 return  # already delivered by replay
             self.last_seq = frame.seq
-        if len(self._queue) >= self.limit + self._extra:
+        queue = self._queue
+        if len(queue) >= self.limit + self._extra:
             self.close(CLOSE_SLOW, "slow-consumer")
             return
-        self._queue.append(frame)
-        self._wake.set()
+        queue.append(frame)
+        if len(queue) == 1:  # a writer is idle only while the queue is empty
+            self._signal()
+
+    def _signal(self) -> None:
+        if self.notify is not None:
+            self.notify(self)
+        elif self._wake is not None:
+            self._wake.set()
 
     def start(self, greeting: list[Frame]) -> None:
         """Queue the greeting, then what arrived while it was built, minus duplicates.
@@ -169,7 +183,7 @@ class Connection:
         if code in (CLOSE_SLOW, CLOSE_HEARTBEAT):
             loop = asyncio.get_running_loop()
             self._abort = loop.call_later(self.ABORT_AFTER, self._run_abort)
-        self._wake.set()
+        self._signal()
 
     def _run_abort(self) -> None:
         self._abort = None
@@ -183,6 +197,12 @@ class Connection:
             self._abort = None
         self.on_abort = None
 
+    def take(self) -> list[Frame]:
+        """Everything queued, in order; the queue is empty afterwards."""
+        batch, self._queue = self._queue, []
+        self._extra = 0
+        return batch
+
     async def next_batch(self, idle: float | None = None) -> list[Frame] | None:
         """Frames to write now; None once closing and drained.
 
@@ -192,16 +212,16 @@ class Connection:
         while not self._queue:
             if self.closing:
                 return None
-            self._wake.clear()
+            wake = self._wake
+            if wake is None:
+                wake = self._wake = asyncio.Event()
+            wake.clear()
             if idle is None:
-                await self._wake.wait()
+                await wake.wait()
             else:
                 async with asyncio.timeout(idle):
-                    await self._wake.wait()
-        batch = list(self._queue)
-        self._queue.clear()
-        self._extra = 0
-        return batch
+                    await wake.wait()
+        return self.take()
 
     def queued(self) -> int:
         return len(self._queue)
@@ -220,6 +240,17 @@ class PostRequest:
         self.future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.user_id = user_id
         self.peer_id = peer_id
+
+
+class _PresenceBase:
+    """A shared presence snapshot and the user versions it holds."""
+
+    __slots__ = ("frame", "generation", "versions")
+
+    def __init__(self, generation: int, frame: Frame, versions: dict[str, int]) -> None:
+        self.generation = generation
+        self.frame = frame
+        self.versions = versions
 
 
 Origin = Connection | PostRequest | asyncio.Future[Any] | None
@@ -268,7 +299,7 @@ class Hub:
         self._per_user: dict[str, int] = {}
         self._admitted = 0
         self._history_cache: tuple[tuple[str, int], Frame, int | None] | None = None
-        self._presence_cache: tuple[int, Frame] | None = None
+        self._presence_base: _PresenceBase | None = None
         self._user_json: dict[str, tuple[int, bytes]] = {}
         self.broker: Broker = broker or MemoryBroker()
         #: several processes share this chat: fan out through the broker
@@ -418,7 +449,10 @@ class Hub:
             frames.append(frame)
             if newest is not None:
                 conn.last_seq = newest  # pending copies of these are dropped
-        frames += [self._presence_frame(), encode_event(self.core.bot_state_event())]
+        frames += [
+            self._presence_frame(conn.identity.user_id),
+            encode_event(self.core.bot_state_event()),
+        ]
         conn.start(frames)
 
     async def _history(self, current: int) -> tuple[Frame, int | None]:
@@ -437,27 +471,50 @@ class Hub:
         self._history_cache = (key, frame, newest)
         return frame, newest
 
-    def _presence_frame(self) -> Frame:
-        """The ``presence`` snapshot from per-user encodings cached by version.
+    def _presence_frame(self, user_id: str) -> Frame:
+        """The ``presence`` snapshot for a newcomer, shared within a presence batch.
 
-        Joining costs one bytes join over the users, not one JSON encode of each.
+        A snapshot taken since the last flush (and since the last change no diff
+        will carry) is still right for a newcomer: every later change is pending
+        and reaches it with the next ``presence-diff``. So a crowd arriving within
+        one batch shares one snapshot (O(users) once, not per join); only the
+        newcomer's own entry is spliced in, so it sees itself at once.
         """
         presence = self.core.presence
-        if self._presence_cache is not None and self._presence_cache[0] == presence.version:
-            return self._presence_cache[1]
-        parts: list[bytes] = []
-        fragments = self._user_json
-        for user_id, user in presence.users.items():
-            cached = fragments.get(user_id)
-            if cached is None or cached[0] != user.version:
-                cached = fragments[user_id] = (user.version, orjson.dumps(user.wire()))
-            parts.append(cached[1])
-        if len(fragments) > 2 * len(presence.users) + 64:
-            self._user_json = {u: fragments[u] for u in presence.users if u in fragments}
+        base = self._presence_base
+        if base is None or base.generation != presence.generation:
+            base = self._build_presence()
+        user = presence.users.get(user_id)
+        if user is None or base.versions.get(user_id) == user.version:
+            return base.frame
+        if user_id in base.versions:  # another tab changed it: rebuild (rare)
+            return self._build_presence().frame
+        parts = (
+            memoryview(base.frame.json)[:-3],  # without the closing ]}}
+            b"," if base.versions else b"",
+            self._user_fragment(user_id),
+            b"]}}",
+        )
+        return Frame("presence", b"".join(parts), None, None)
+
+    def _user_fragment(self, user_id: str) -> bytes:
+        user = self.core.presence.users[user_id]
+        cached = self._user_json.get(user_id)
+        if cached is None or cached[0] != user.version:
+            cached = self._user_json[user_id] = (user.version, compact(orjson.dumps(user.wire())))
+        return cached[1]
+
+    def _build_presence(self) -> _PresenceBase:
+        presence = self.core.presence
+        parts = [self._user_fragment(user_id) for user_id in presence.users]
+        if len(self._user_json) > 2 * len(presence.users) + 64:
+            kept = self._user_json
+            self._user_json = {u: kept[u] for u in presence.users if u in kept}
         body = b'{"type":"presence","data":{"users":[' + b",".join(parts) + b"]}}"
-        frame = Frame("presence", body, None, None)
-        self._presence_cache = (presence.version, frame)
-        return frame
+        versions = {u: entry.version for u, entry in presence.users.items()}
+        base = _PresenceBase(presence.generation, Frame("presence", body, None, None), versions)
+        self._presence_base = base
+        return base
 
     def detach(self, conn: Connection, code: int | None = None) -> None:
         """The connection ended; ``code`` is the client's close code, if it closed first."""

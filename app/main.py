@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope, Send
 
 from app.auth import Tokens, resolve_secret
 from app.backends import make_broker, make_store
@@ -79,6 +80,21 @@ def rollout_of(settings: Settings) -> Rollout:
     )
 
 
+class LastraApp(FastAPI):
+    """FastAPI, except that ``/api/chat.ws`` goes straight to its handler.
+
+    A chat socket stays open for hours; routing it through the middleware stack
+    and FastAPI's dependency machinery would keep all their frames alive, per
+    client, for that long (see :mod:`app.transports.websocket`).
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if websocket.is_chat_ws(scope):
+            await websocket.serve(self.state.services, scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logs(settings.log_level, settings.log_format)
@@ -114,7 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await hub.stop()
 
-    app = FastAPI(title="Lastra Chat", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = LastraApp(title="Lastra Chat", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.services = services
     app.state.bots = bots
     app.add_middleware(SecurityHeaders)
@@ -144,7 +160,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"code": "internal", "message": "internal error"}, status_code=500)
 
     app.include_router(http.router)
-    app.include_router(websocket.router)
     app.include_router(sse.router)
     app.include_router(bot_routes.router)
     app.include_router(ops.router)

@@ -56,8 +56,12 @@ class Committed:
 
 
 def encode_data(draft: Draft, seq: int) -> bytes:
-    """The event's data as stored and sent: the draft's fields plus ``seq``."""
-    return orjson.dumps({**draft.data, "seq": seq})
+    """The event's data as stored and sent: the draft's fields plus ``seq``.
+
+    Right-sized: orjson returns its whole working buffer (4 KiB at least), and
+    stores keep these bytes for the history window.
+    """
+    return memoryview(orjson.dumps({**draft.data, "seq": seq})).tobytes()
 
 
 def new_epoch() -> str:

@@ -134,6 +134,10 @@ class Presence:
         self.margin = margin
         self._takeover: dict[str, float] = {}  # user_id → when to end a grace nobody owns
         self.version = 0  # bumped on every change to the table
+        #: bumped by every flush and every change no flush will carry (another
+        #: process's, a silent drop): a snapshot taken since the last bump stays
+        #: correct for a newcomer, because the next diff brings the rest
+        self.generation = 0
         self.users: dict[str, UserEntry] = {}
         self.peers: dict[str, Peer] = {}
         self._dirty: set[str] = set()
@@ -142,9 +146,14 @@ class Presence:
         self._flush_at: float | None = None
         self._leaving: dict[str, float] = {}  # user_id → deadline; keeps ``expire`` O(leaving)
 
-    def bump(self, user_id: str) -> None:
-        """The user's entry changed (also silently): cached encodings of it are stale."""
+    def bump(self, user_id: str, *, silent: bool = True) -> None:
+        """The user's entry changed: cached encodings of it are stale.
+
+        ``silent``: no diff will announce it (the default for outside callers).
+        """
         self.version += 1
+        if silent:
+            self.generation += 1
         user = self.users.get(user_id)
         if user is not None:
             user.version += 1
@@ -169,7 +178,7 @@ class Presence:
         user.user_name = peer.user_name
         user.peers[peer.peer_id] = peer
         self.peers[peer.peer_id] = peer
-        self.bump(peer.user_id)
+        self.bump(peer.user_id, silent=not announce)
         if announce:
             self._mark(peer.user_id, now)
 
@@ -178,7 +187,7 @@ class Presence:
         peer = self.peers.pop(peer_id, None)
         if peer is None:
             return None
-        self.bump(peer.user_id)
+        self.bump(peer.user_id, silent=not owned)
         user = self.users.get(peer.user_id)
         if user is not None:
             user.peers.pop(peer_id, None)
@@ -196,7 +205,7 @@ class Presence:
         """A peer's media or ready flag changed."""
         peer = self.peers.get(peer_id)
         if peer is not None:
-            self.bump(peer.user_id)
+            self.bump(peer.user_id, silent=False)
             self._mark(peer.user_id, now)
 
     def refresh(self, user_id: str, now: float) -> None:
@@ -223,6 +232,7 @@ class Presence:
         if user is not None and not user.peers:
             del self.users[user_id]
             self.version += 1
+            self.generation += 1
             self._leaving.pop(user_id, None)
             self._takeover.pop(user_id, None)
 
@@ -262,6 +272,7 @@ class Presence:
         upsert = [self.users[u].wire() for u in sorted(self._dirty) if u in self.users]
         remove = [u for u in sorted(self._dirty) if u not in self.users]
         out = Flush(upsert, remove, self._joined, self._left)
+        self.generation += 1
         self._dirty = set()
         self._joined = []
         self._left = []

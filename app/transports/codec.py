@@ -14,13 +14,39 @@ import orjson
 
 from app.core import Event
 
-__all__ = ["Frame", "decode", "encode_event", "frame_from_record"]
+__all__ = ["Frame", "compact", "decode", "encode_event", "frame_from_record", "ws_head"]
+
+#: RFC 6455 header of an unmasked, final text frame, by payload length (< 126)
+_SHORT_HEADS = [bytes((0x81, n)) for n in range(126)]
+
+
+def ws_head(length: int) -> bytes:
+    """The header of a server-to-client text frame carrying ``length`` bytes.
+
+    Server frames are unmasked, so header + payload is the same for every
+    recipient: a broadcast frames once and writes the same two buffers N times.
+    """
+    if length < 126:
+        return _SHORT_HEADS[length]
+    if length < 65536:
+        return b"\x81\x7e" + length.to_bytes(2, "big")
+    return b"\x81\x7f" + length.to_bytes(8, "big")
+
+
+def compact(data: bytes) -> bytes:
+    """A right-sized copy of ``orjson.dumps`` output, for bytes that are kept.
+
+    orjson hands back its whole 4 KiB (or larger) working buffer; a cache of
+    many short encodings (presence entries, stored events) would pay that per
+    item. Transient frames do not need this.
+    """
+    return memoryview(data).tobytes() if len(data) < 2048 else data
 
 
 class Frame:
     """One encoded server event, shared by every recipient."""
 
-    __slots__ = ("_epoch", "_sse", "_text", "born", "json", "seq", "type")
+    __slots__ = ("_epoch", "_sse", "_text", "_ws_head", "born", "json", "seq", "type")
 
     def __init__(self, type_: str, json: bytes, seq: int | None, epoch: str | None) -> None:
         self.type = type_
@@ -29,7 +55,15 @@ class Frame:
         self.born = time.monotonic()  # for the delivery-latency histogram
         self._text: str | None = None
         self._sse: bytes | None = None
+        self._ws_head: bytes | None = None
         self._epoch = epoch
+
+    @property
+    def ws_head(self) -> bytes:
+        """The WebSocket frame header for :attr:`json` (computed once per broadcast)."""
+        if self._ws_head is None:
+            self._ws_head = ws_head(len(self.json))
+        return self._ws_head
 
     @property
     def text(self) -> str:

@@ -29,6 +29,7 @@ class Services:
     tokens: Tokens
     rollout: Rollout
     session_buckets: dict[str, Bucket] = field(default_factory=dict)
+    ws_flusher: Any = None  # app.transports.websocket.Flusher, made on first use
 
     def allow_session(self, ip: str, now: float) -> bool:
         """Per-IP token bucket on session creation (bounded memory)."""

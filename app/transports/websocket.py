@@ -1,8 +1,18 @@
 """``GET /api/chat.ws``: the WebSocket adapter (PROTOCOL §3).
 
 It only moves frames: the first must be ``auth`` (else 4401), the rollout flag
-may refuse the user (4403), then every text frame goes to the hub and a writer
-task drains the connection's queue.
+may refuse the user (4403), then every text frame goes to the hub.
+
+It is a plain ASGI handler that the app calls before FastAPI's routing
+(:func:`is_chat_ws`): a connection lives for hours, and every layer it passes
+through (middleware frames, the dependency exit stack, Starlette's
+``WebSocket``) is memory held per client for all that time.
+
+Writing takes one of two paths. Under ``python -m app`` the uvicorn protocol
+offers direct writes (:mod:`app.transports.direct`): a :class:`Flusher` writes
+every connection that has frames queued once per event-loop pass, as
+pre-framed bytes, with no task per connection. Elsewhere a writer task per
+connection drains the queue through ASGI ``websocket.send``.
 """
 
 from __future__ import annotations
@@ -11,9 +21,10 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import Any
 
-from fastapi import APIRouter, WebSocket
-from starlette.websockets import WebSocketDisconnect, WebSocketState
+from starlette.requests import HTTPConnection
+from starlette.types import Receive, Scope, Send
 
 from app.core import ClientError, parse
 from app.core.messages import Auth
@@ -21,23 +32,101 @@ from app.hub import Connection
 from app.metrics import Metrics
 
 from .codec import decode
-from .deps import ServicesDep, origin_allowed
+from .deps import Services, origin_allowed
+from .direct import DIRECT, LastraWebSocketProtocol
 
-__all__ = ["router"]
+__all__ = ["PATH", "Flusher", "is_chat_ws", "serve"]
 
-router = APIRouter()
 log = logging.getLogger("lastra.ws")
 
+PATH = "/api/chat.ws"
 CLOSE_TOO_BIG = 1009
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_TRANSPORT = 4403
 CLOSE_TRY_LATER = 1013
 
 
-async def _first_auth(ws: WebSocket, timeout: float, max_bytes: int) -> Auth | int:
+def is_chat_ws(scope: Scope) -> bool:
+    if scope["type"] != "websocket":
+        return False
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return (path[len(root) :] if root and path.startswith(root) else path) == PATH
+
+
+class Flusher:
+    """Writes queued frames straight to the transports, once per loop pass.
+
+    ``wake`` is each direct connection's ``notify``: the first frame queued (or a
+    close) marks the connection, and one ``call_soon`` writes every marked one:
+    all its frames in one ``writelines``. A transport above its high-water mark
+    is skipped; its protocol wakes the connection again when it drains, and
+    until then frames wait in the connection's bounded queue (overflow: 4409).
+    """
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.links: dict[Connection, LastraWebSocketProtocol] = {}
+        self._dirty: list[Connection] = []
+        self._scheduled = False
+        self._counts = metrics.messages_out
+        self._latency = metrics.latency.labels("ws")
+
+    def link(self, conn: Connection, proto: LastraWebSocketProtocol) -> None:
+        self.links[conn] = proto
+        conn.notify = self.wake
+        proto.on_writable = lambda: self.wake(conn)
+
+    def unlink(self, conn: Connection) -> None:
+        proto = self.links.pop(conn, None)
+        conn.notify = None
+        if proto is not None:
+            proto.on_writable = None
+
+    def wake(self, conn: Connection) -> None:
+        self._dirty.append(conn)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        self._scheduled = False
+        now = time.monotonic()
+        counts = self._counts
+        for conn in dirty:
+            proto = self.links.get(conn)
+            if proto is None:
+                continue
+            if conn.queued() and proto.can_write:
+                batch = conn.take()
+                parts: list[bytes] = []
+                for frame in batch:
+                    parts += (frame.ws_head, frame.json)
+                    counts[(frame.type, "ws")] += 1
+                if proto.write_frames(parts):
+                    self._latency.observe(now - batch[0].born)
+            if conn.closing and not conn.queued():
+                proto.close_now(conn.close_code, conn.close_reason)
+
+
+def flusher_of(services: Services) -> Flusher:
+    flusher = services.ws_flusher
+    if flusher is None:
+        flusher = services.ws_flusher = Flusher(services.hub.metrics)
+    assert isinstance(flusher, Flusher)
+    return flusher
+
+
+async def _close(send: Send, code: int, reason: str) -> None:
+    with contextlib.suppress(Exception):
+        await send({"type": "websocket.close", "code": code, "reason": reason})
+
+
+async def _first_auth(receive: Receive, timeout: float, max_bytes: int) -> Auth | int:
     """The client's ``auth`` frame, or the close code to answer with."""
     try:
-        message = await asyncio.wait_for(ws.receive(), timeout)
+        async with asyncio.timeout(timeout):
+            message = await receive()
     except TimeoutError:
         return CLOSE_UNAUTHENTICATED
     if message["type"] == "websocket.disconnect":
@@ -52,73 +141,126 @@ async def _first_auth(ws: WebSocket, timeout: float, max_bytes: int) -> Auth | i
     return msg if isinstance(msg, Auth) else CLOSE_UNAUTHENTICATED
 
 
-@router.websocket("/api/chat.ws")
-async def chat_ws(ws: WebSocket, services: ServicesDep) -> None:
+async def serve(services: Services, scope: Scope, receive: Receive, send: Send) -> None:
+    """One WebSocket client, from the handshake to the end. Never raises."""
+    try:
+        await _serve(services, scope, receive, send)
+    except Exception:  # a bug must cost one connection, not a 500 log storm
+        log.exception("WebSocket handler failed")
+        services.hub.metrics.error("internal", "ws")
+        await _close(send, 1011, "internal")
+
+
+async def _serve(services: Services, scope: Scope, receive: Receive, send: Send) -> None:
     settings = services.settings
-    if not origin_allowed(services, ws):
-        services.hub.metrics.refused.labels("origin").inc()
-        await ws.close(code=CLOSE_TRANSPORT, reason="origin-not-allowed")  # → HTTP 403
+    hub = services.hub
+    if (await receive())["type"] != "websocket.connect":
         return
-    await ws.accept()
-    auth = await _first_auth(ws, settings.auth_timeout, settings.max_message_bytes)
+    if not origin_allowed(services, HTTPConnection(scope)):
+        hub.metrics.refused.labels("origin").inc()
+        await _close(send, CLOSE_TRANSPORT, "origin-not-allowed")  # → HTTP 403
+        return
+    await send({"type": "websocket.accept"})
+    auth = await _first_auth(receive, settings.auth_timeout, settings.max_message_bytes)
     if isinstance(auth, int):
         reason = {CLOSE_TOO_BIG: "too-large", CLOSE_UNAUTHENTICATED: "auth-required"}.get(auth, "")
         if auth == CLOSE_UNAUTHENTICATED:
-            services.hub.metrics.error("not_authenticated", "ws")
-        await _close(ws, auth, reason)
+            hub.metrics.error("not_authenticated", "ws")
+        await _close(send, auth, reason)
         return
     identity = services.tokens.verify(auth.token)
     if identity is None:
-        services.hub.metrics.error("not_authenticated", "ws")
-        services.hub.metrics.refused.labels("bad-token").inc()
-        await _close(ws, CLOSE_UNAUTHENTICATED, "bad-token")
+        hub.metrics.error("not_authenticated", "ws")
+        hub.metrics.refused.labels("bad-token").inc()
+        await _close(send, CLOSE_UNAUTHENTICATED, "bad-token")
         return
     if services.rollout.assign(identity.user_id).transport != "ws":
-        services.hub.metrics.refused.labels("transport-disabled").inc()
-        await _close(ws, CLOSE_TRANSPORT, "transport-disabled")
+        hub.metrics.refused.labels("transport-disabled").inc()
+        await _close(send, CLOSE_TRANSPORT, "transport-disabled")
         return
-    hub = services.hub
     conn = Connection(identity, "ws", settings.outbound_queue)
     refusal = hub.admit(conn)
     if refusal is not None:
-        await _close(ws, CLOSE_TRY_LATER, refusal)
+        await _close(send, CLOSE_TRY_LATER, refusal)
         return
+    extensions: dict[str, Any] = scope.get("extensions") or {}
+    direct = extensions.get(DIRECT)
+    if isinstance(direct, LastraWebSocketProtocol):
+        await _session_direct(services, conn, direct, auth, receive)
+    else:
+        await _session_asgi(services, conn, auth, receive, send)
 
-    client_code: int | None = None
-    writer = asyncio.create_task(_writer(ws, conn, hub.metrics))
-    handler = asyncio.current_task()
 
-    def kill() -> None:
-        writer.cancel()
-        if handler is not None and not handler.done():
-            handler.cancel()
+async def _read(services: Services, conn: Connection, receive: Receive) -> int | None:
+    """Feed the client's frames to the hub until it goes; its close code, if it closed."""
+    hub = services.hub
+    max_bytes = services.settings.max_message_bytes
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return int(message.get("code") or 1005)
+        if conn.closing:
+            continue  # our close is on its way; the rest is not read
+        text = message.get("text")
+        if text is None:
+            hub.frame_error(conn, ClientError("invalid", "only text frames are accepted"))
+            continue
+        if len(text) > max_bytes and len(text.encode()) > max_bytes:
+            conn.close(CLOSE_TOO_BIG, "too-large")
+            continue
+        hub.frame(conn, text)
+
+
+async def _session_direct(
+    services: Services,
+    conn: Connection,
+    proto: LastraWebSocketProtocol,
+    auth: Auth,
+    receive: Receive,
+) -> None:
+    hub = services.hub
+    flusher = flusher_of(services)
 
     def abort() -> None:
         """The client stopped reading: its close frame is stuck. Let go of it."""
         log.info("letting go of stalled connection %s (%s)", conn.peer_id, conn.close_code)
         hub.detach(conn)
-        asyncio.get_running_loop().call_later(conn.KILL_AFTER, kill)
+        asyncio.get_running_loop().call_later(conn.KILL_AFTER, proto.abort)
 
+    flusher.link(conn, proto)
     conn.on_abort = abort
+    client_code: int | None = None
     try:
         await hub.attach(conn, auth.last_seq, auth.epoch)
-        max_bytes = settings.max_message_bytes
-        while not conn.closing:
-            message = await ws.receive()
-            if message["type"] == "websocket.disconnect":
-                client_code = int(message.get("code") or 1005)
-                break
-            text = message.get("text")
-            if text is None:
-                err = ClientError("invalid", "only text frames are accepted")
-                hub.frame_error(conn, err)
-                continue
-            if len(text) > max_bytes and len(text.encode()) > max_bytes:
-                conn.close(CLOSE_TOO_BIG, "too-large")
-                break
-            hub.frame(conn, text)
-    except WebSocketDisconnect as exc:
-        client_code = exc.code
+        client_code = await _read(services, conn, receive)
+    finally:
+        conn.finished()
+        flusher.unlink(conn)
+        hub.detach(conn, client_code)
+        conn.close(1000, "")
+        if proto.open:  # e.g. cancelled at shutdown: say goodbye properly
+            proto.close_now(conn.close_code, conn.close_reason)
+
+
+async def _session_asgi(
+    services: Services, conn: Connection, auth: Auth, receive: Receive, send: Send
+) -> None:
+    hub = services.hub
+    writer = asyncio.create_task(_writer(send, conn, hub.metrics))
+    current = asyncio.current_task()
+    assert current is not None
+    handler: asyncio.Task[Any] = current
+
+    def abort() -> None:
+        log.info("letting go of stalled connection %s (%s)", conn.peer_id, conn.close_code)
+        hub.detach(conn)
+        asyncio.get_running_loop().call_later(conn.KILL_AFTER, handler.cancel)
+
+    conn.on_abort = abort
+    client_code: int | None = None
+    try:
+        await hub.attach(conn, auth.last_seq, auth.epoch)
+        client_code = await _read(services, conn, receive)
     except asyncio.CancelledError:
         if conn.on_abort is None or not conn.closing:
             raise  # a real cancellation (shutdown), not our abort
@@ -131,24 +273,17 @@ async def chat_ws(ws: WebSocket, services: ServicesDep) -> None:
         writer.cancel()
 
 
-async def _writer(ws: WebSocket, conn: Connection, metrics: Metrics) -> None:
-    """Drain the queue into the socket; close it with the connection's code at the end."""
+async def _writer(send: Send, conn: Connection, metrics: Metrics) -> None:
+    """Drain the queue into ASGI sends; close with the connection's code at the end."""
     counts = metrics.messages_out
     latency = metrics.latency.labels("ws")
     try:
         while (batch := await conn.next_batch()) is not None:
             for frame in batch:
-                await ws.send_text(frame.text)
+                await send({"type": "websocket.send", "text": frame.text})
                 counts[(frame.type, "ws")] += 1
             latency.observe(time.monotonic() - batch[0].born)
     except Exception:  # the peer went away mid-write: the reader sees the disconnect
         conn.close(1006, "")
         return
-    await _close(ws, conn.close_code, conn.close_reason)
-
-
-async def _close(ws: WebSocket, code: int, reason: str) -> None:
-    if ws.application_state == WebSocketState.DISCONNECTED:
-        return
-    with contextlib.suppress(Exception):
-        await ws.close(code=code, reason=reason)
+    await _close(send, conn.close_code, conn.close_reason)
