@@ -17,7 +17,7 @@ import uvicorn
 from app.hub import Hub
 from app.main import create_app
 from app.settings import Settings
-from app.transports.direct import LastraWebSocketProtocol
+from app.transports.direct import LastraHttpProtocol, LastraWebSocketProtocol
 
 __all__ = ["main"]
 
@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port,
         log_level=settings.log_level.lower(),
         ws_max_size=settings.max_message_bytes,
-        ws=LastraWebSocketProtocol,  # websockets-sansio + direct writes (app.transports.direct)
+        # httptools and websockets-sansio, plus direct writes (app.transports.direct)
+        http=LastraHttpProtocol,
+        ws=LastraWebSocketProtocol,
         ws_ping_interval=None,  # the protocol has its own ping/pong and 4408 timeout
         timeout_graceful_shutdown=5,
         proxy_headers=True,

@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -60,7 +61,7 @@ class _Run:
         return {**target.wire(port, ports), "coalesce_ms": 0}  # type: ignore[attr-defined]
 
 
-def probe(run: _Run, key: str, n: int, top: int, frames: int) -> None:
+def probe(run: _Run, key: str, n: int, top: int, frames: int, pyspy: str = "") -> None:
     target = TARGETS[key]
     log_dir = Path(tempfile.mkdtemp(prefix="lastra-memprobe-"))
     server = Server(target, {0} if (os.cpu_count() or 1) > 1 else set(), log_dir, [])
@@ -93,7 +94,30 @@ def probe(run: _Run, key: str, n: int, top: int, frames: int) -> None:
                 return orig()
 
             server.rss = rss  # type: ignore[method-assign]
+        spy = None
+        if pyspy:
+            spy = subprocess.Popen(
+                [
+                    "py-spy",
+                    "record",
+                    "-p",
+                    str(server.pid),
+                    "-o",
+                    pyspy,
+                    "-f",
+                    "raw",
+                    "-r",
+                    "250",
+                    "--nonblocking",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(1.0)
         case.connect()
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
         r = case.result
         print(
             f"{key:10} N={n}: connected {r['connected']} in {r['connect_all_s']:.2f} s, "
@@ -125,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", default="quick", choices=sorted(MODES))
     parser.add_argument("--trace", type=int, default=0, metavar="K")
     parser.add_argument("--frames", type=int, default=1)
+    parser.add_argument("--pyspy", default="", help="py-spy raw profile of the connect phase")
     parser.add_argument(
         "--module",
         action="append",
@@ -140,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     run = _Run(args.mode, args.n)
     try:
         for key in args.targets.split(","):
-            probe(run, key, args.n, args.trace, args.frames)
+            probe(run, key, args.n, args.trace, args.frames, args.pyspy)
     finally:
         run.gen.close()
     return 0

@@ -50,6 +50,7 @@ __all__ = [
     "build_server",
     "open_peer",
     "post",
+    "room_users",
     "running_server",
     "server_factory",
     "session",
@@ -807,3 +808,12 @@ async def open_peer(transport: str, server: Server, user: Session, **kw: Any) ->
 def user_entry(presence_users: list[dict[str, Any]], user_id: str) -> dict[str, Any] | None:
     """The ``User`` entry of ``user_id`` in a presence list, if listed."""
     return next((u for u in presence_users if u.get("userId") == user_id), None)
+
+
+def room_users(client: _EventClient) -> set[str]:
+    """The user ids ``client`` sees online: its snapshot with every later diff applied."""
+    users = {u["userId"] for u in client.presence["users"]}
+    for env in client.seen("presence-diff"):
+        users |= {u["userId"] for u in env["data"]["upsert"]}
+        users -= set(env["data"]["remove"])
+    return users

@@ -1,12 +1,13 @@
-"""The WebSocket adapter's two write paths (app.transports.websocket).
+"""The two write paths of both adapters (app.transports.direct).
 
-``python -m app`` writes pre-framed bytes straight to uvicorn's transport; any
-other server (here ``uvicorn app.main:app``, whose WebSocket protocol does not
-offer the direct extension) gets plain ASGI sends from a writer task. Both must
-speak exactly the same protocol. The direct path also writes uncompressed frames
-into sessions that negotiated permessage-deflate (browsers always do), and frames
-longer than 65,535 bytes need the 64-bit length header: both are checked here
-with the real ``websockets`` client.
+``python -m app`` writes pre-framed bytes straight to uvicorn's transports; any
+other server (here ``uvicorn app.main:app``, whose protocols do not offer the
+direct extension) gets plain ASGI sends from a writer task per connection (SSE:
+a streaming response). Both must speak exactly the same protocol. The direct
+WebSocket path also writes uncompressed frames into sessions that negotiated
+permessage-deflate (browsers always do), and frames longer than 65,535 bytes need
+the 64-bit length header: both are checked here with the real ``websockets``
+client.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from clients import (
+    SseClient,
     UvicornServer,
     WsClient,
     aio,
@@ -52,13 +54,20 @@ async def test_plain_asgi_path_speaks_the_same_protocol(tmp_path: Path) -> None:
             env = await client.expect("chat", lambda d: d.get("clientId") == cid)
             assert env["seq"] == reply.data["seq"]
         await bob.expect("presence-diff")  # Ada's and Bob's joins reach Bob
+        cy = await SseClient.open(srv, await asession(srv.http, uniq("Cy")))
+        assert [e["type"] for e in cy.received][:4] == GREETING
+        reply = await cy.chat("over a streaming response")
+        assert reply.ok, reply
+        for client in (ada, bob, cy):
+            await client.expect("chat", lambda d: d.get("seq") == reply.data["seq"])
         await ada.send("ping", {"t": 7})
         assert (await ada.expect("pong"))["data"]["t"] == 7
         # a forged token: 4401, as on the direct path
         mallory = await WsClient.connect(srv.ws)
         await mallory.auth("not-a-token", settle=False)
         assert (await mallory.wait_closed())[0] == 4401
-        # the server stops: every client is told to come back (1012)
+        await cy.close()  # (plain uvicorn waits for open streams before its lifespan ends)
+        # the server stops: every WebSocket client is told to come back (1012)
         assert srv.proc is not None
         srv.proc.send_signal(signal.SIGTERM)
         for client in (ada, bob):

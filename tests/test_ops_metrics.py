@@ -18,6 +18,7 @@ from clients import (
     aio,
     asession,
     async_http,
+    room_users,
     running_server,
     uniq,
 )
@@ -278,15 +279,6 @@ def test_rollout_assignments_and_sessions_are_counted(srv: Server) -> None:
 
 
 # ------------------------------------------------------------------ closes by code
-
-
-def room_users(observer: WsClient) -> set[str]:
-    """The user ids ``observer`` sees online: its snapshot with every diff applied."""
-    users = {u["userId"] for u in observer.presence["users"]}
-    for env in observer.seen("presence-diff"):
-        users |= {u["userId"] for u in env["data"]["upsert"]}
-        users -= set(env["data"]["remove"])
-    return users
 
 
 @aio

@@ -17,6 +17,8 @@ from app.core.ratelimit import Bucket, Rate
 from app.hub import Hub
 from app.settings import Settings
 
+from .direct import Flusher
+
 __all__ = ["STATIC", "Services", "ServicesDep", "bearer", "error_response", "identity_of"]
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -29,7 +31,13 @@ class Services:
     tokens: Tokens
     rollout: Rollout
     session_buckets: dict[str, Bucket] = field(default_factory=dict)
-    ws_flusher: Any = None  # app.transports.websocket.Flusher, made on first use
+    _flusher: Flusher | None = None
+
+    def flusher(self) -> Flusher:
+        """The direct writer of every WebSocket and SSE stream (made on first use)."""
+        if self._flusher is None:
+            self._flusher = Flusher(self.hub.metrics, self.settings.sse_keepalive)
+        return self._flusher
 
     def allow_session(self, ip: str, now: float) -> bool:
         """Per-IP token bucket on session creation (bounded memory)."""

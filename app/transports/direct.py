@@ -1,4 +1,4 @@
-"""Direct WebSocket writes under uvicorn: frame once, write N times, no task per client.
+"""Direct writes under uvicorn: frame once, write N times, no task per client.
 
 The ASGI ``websocket.send`` path costs, per recipient and per message, a str →
 bytes encode, a websockets frame build and a ``transport.write``, behind an
@@ -13,21 +13,35 @@ learns when a paused transport drains through ``on_writable``, and closes with
 :meth:`close_now`, all synchronously. Under any other server (or another
 uvicorn WebSocket implementation) the extension is absent and the adapter falls
 back to plain ASGI sends; nothing else changes.
+
+:class:`LastraHttpProtocol` does the same for the SSE stream: uvicorn's httptools
+protocol, offering an :class:`HttpLink` under the same extension key on ``GET``
+requests, through which the stream writes its chunks straight to the transport.
+
+:class:`Flusher` drives both: once per event-loop pass it writes every
+connection that has frames queued, all of them in one ``writelines``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
 from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
 from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 from websockets.http11 import Request
 
-__all__ = ["DIRECT", "LastraWebSocketProtocol"]
+from app.hub import Connection
+from app.metrics import Metrics
+
+from .codec import Frame
+
+__all__ = ["DIRECT", "Flusher", "HttpLink", "LastraHttpProtocol", "LastraWebSocketProtocol"]
 
 #: the ASGI scope extension under which the protocol offers itself
 DIRECT = "lastra.direct"
@@ -149,6 +163,15 @@ class LastraWebSocketProtocol(WebSocketsSansIOProtocol):
         self.transport.writelines(parts)
         return True
 
+    def write(self, batch: list[Frame]) -> bool:
+        parts: list[bytes] = []
+        for frame in batch:
+            parts += (frame.ws_head, frame.json)
+        return self.write_frames(parts)
+
+    def end(self, code: int, reason: str) -> None:
+        self.close_now(code, reason)
+
     def close_now(self, code: int, reason: str) -> None:
         """Start the closing handshake, as ASGI ``websocket.close`` would, without awaiting.
 
@@ -166,5 +189,186 @@ class LastraWebSocketProtocol(WebSocketsSansIOProtocol):
         self.close_timer = self.loop.call_later(self.close_timeout, self.transport.close)
 
     def abort(self) -> None:
-        """Drop the TCP connection (a client that stopped reading)."""
-        self.transport.abort()
+        """Drop the TCP connection (a client that stopped reading), unless it is gone."""
+        if not self.disconnected:
+            self.transport.abort()
+
+
+class HttpLink:
+    """One streaming HTTP response (the SSE stream), written to directly.
+
+    Only for use after ``http.response.start`` went through ASGI (so uvicorn
+    chose the framing) and until :attr:`ended` resolves; the handler then sends
+    the final ``http.response.body`` itself.
+    """
+
+    __slots__ = ("cycle", "ended", "on_writable", "proto", "written")
+
+    def __init__(self, proto: LastraHttpProtocol, cycle: RequestResponseCycle) -> None:
+        self.proto = proto
+        self.cycle = cycle
+        self.on_writable: Callable[[], None] | None = None
+        self.ended: asyncio.Future[None] | None = None
+        self.written = False  # since the last keep-alive tick
+
+    def bind(self) -> asyncio.Future[None]:
+        """Take over the connection's hooks; the future resolves at the end or on loss."""
+        self.ended = asyncio.get_running_loop().create_future()
+        self.proto.link = self
+        if self.cycle.disconnected:
+            self._finish()
+        return self.ended
+
+    def release(self) -> None:
+        if self.proto.link is self:
+            self.proto.link = None
+        self.on_writable = None
+
+    @property
+    def open(self) -> bool:
+        cycle = self.cycle
+        return cycle.response_started and not (cycle.response_complete or cycle.disconnected)
+
+    @property
+    def can_write(self) -> bool:
+        return self.open and not self.cycle.flow.write_paused
+
+    def write_raw(self, parts: list[bytes]) -> bool:
+        if not self.open or self.proto.transport.is_closing():
+            return False
+        self.written = True
+        if self.cycle.chunked_encoding:
+            size = sum(len(part) for part in parts)
+            self.proto.transport.writelines([b"%x\r\n" % size, *parts, b"\r\n"])
+        else:
+            self.proto.transport.writelines(parts)
+        return True
+
+    def write(self, batch: list[Frame]) -> bool:
+        return self.write_raw([frame.sse for frame in batch])
+
+    def end(self, code: int, reason: str) -> None:
+        """Tell EventSource when to come back (a restart, a slow consumer), then finish."""
+        self.write_raw([f": closed {code} {reason}\nretry: 1000\n\n".encode()])
+        self._finish()
+
+    def abort(self) -> None:
+        if not self.cycle.disconnected:
+            self.proto.transport.abort()
+
+    def _finish(self) -> None:
+        if self.ended is not None and not self.ended.done():
+            self.ended.set_result(None)
+
+
+class LastraHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, offering an :class:`HttpLink` to ``GET`` handlers."""
+
+    link: HttpLink | None = None  # the stream currently written directly, if any
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        cycle = self.cycle
+        scope: Any = self.scope
+        if cycle is not None and cycle.scope is scope and scope.get("method") == "GET":
+            extensions: dict[str, Any] = scope.setdefault("extensions", {})
+            extensions[DIRECT] = HttpLink(self, cycle)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        link = self.link
+        if link is not None and link.on_writable is not None:
+            link.on_writable()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        link = self.link
+        if link is not None:
+            link._finish()
+
+
+Link = LastraWebSocketProtocol | HttpLink
+
+
+class Flusher:
+    """Writes queued frames straight to the transports, once per loop pass.
+
+    ``wake`` is each direct connection's ``notify``: the first frame queued (or a
+    close) marks the connection, and one ``call_soon`` writes every marked one:
+    all its frames in one ``writelines``. A transport above its high-water mark
+    is skipped; its protocol wakes the connection again when it drains, and
+    until then frames wait in the connection's bounded queue (overflow: 4409).
+    SSE streams with nothing to say get a keep-alive comment every
+    ``keepalive`` seconds from one timer, not from a task per stream.
+    """
+
+    def __init__(self, metrics: Metrics, keepalive: float) -> None:
+        self.links: dict[Connection, Link] = {}
+        self._dirty: list[Connection] = []
+        self._scheduled = False
+        self._counts = metrics.messages_out
+        self._latency = {t: metrics.latency.labels(t) for t in ("ws", "sse")}
+        self._keepalive = keepalive
+        self._streams: dict[Connection, HttpLink] = {}
+        self._ticker: asyncio.TimerHandle | None = None
+
+    def link(self, conn: Connection, link: Link) -> None:
+        self.links[conn] = link
+        conn.notify = self.wake
+        link.on_writable = lambda: self.wake(conn)
+        if isinstance(link, HttpLink):
+            self._streams[conn] = link
+            if self._ticker is None:
+                loop = asyncio.get_running_loop()
+                self._ticker = loop.call_later(self._keepalive, self._tick)
+
+    def unlink(self, conn: Connection) -> None:
+        link = self.links.pop(conn, None)
+        self._streams.pop(conn, None)
+        conn.notify = None
+        if link is not None:
+            link.on_writable = None
+
+    def wake(self, conn: Connection) -> None:
+        self._dirty.append(conn)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        self._scheduled = False
+        counts = self._counts
+        oldest: dict[str, float] = {}  # per transport: one latency observation per pass
+        for conn in dirty:
+            link = self.links.get(conn)
+            if link is None:
+                continue
+            if conn.queued() and link.can_write:
+                batch = conn.take()
+                if link.write(batch):
+                    transport = conn.transport
+                    for frame in batch:
+                        counts[(frame.type, transport)] += 1
+                    born = batch[0].born
+                    if born < oldest.get(transport, born + 1):
+                        oldest[transport] = born
+            if conn.closing and not conn.queued():
+                link.end(conn.close_code, conn.close_reason)
+        if oldest:
+            now = time.monotonic()
+            for transport, born in oldest.items():
+                self._latency[transport].observe(now - born)
+
+    def _tick(self) -> None:
+        """A keep-alive comment on every stream that wrote nothing since the last tick."""
+        self._ticker = None
+        for conn, link in list(self._streams.items()):
+            if link.written:
+                link.written = False
+            elif not conn.queued() and link.can_write:
+                link.write_raw([b": keep-alive\n\n"])
+                link.written = False
+        if self._streams:
+            loop = asyncio.get_running_loop()
+            self._ticker = loop.call_later(self._keepalive, self._tick)

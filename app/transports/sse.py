@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from app.core import ClientError, parse_data
 from app.hub import Connection
@@ -27,6 +28,7 @@ from .deps import (
     origin_allowed,
     read_body,
 )
+from .direct import DIRECT, HttpLink
 
 __all__ = ["router"]
 
@@ -86,8 +88,66 @@ async def chat_stream(request: Request, services: ServicesDep) -> Response:
         refused = ClientError("rate_limited", f"connection refused: {refusal}")
         return error_response(refused, {"Retry-After": "5"}, 503)
     last_seq, epoch = _resume_point(request)
+    link = (request.scope.get("extensions") or {}).get(DIRECT)
+    if isinstance(link, HttpLink):
+        return _DirectStream(services, conn, last_seq, epoch, link)
     stream = _stream(services, conn, last_seq, epoch, settings.sse_keepalive)
     return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+class _DirectStream(Response):
+    """The event stream written by the shared flusher (``python -m app``).
+
+    Headers and the final empty chunk go through ASGI (middleware sees them);
+    everything between is written straight to the socket by
+    :class:`~app.transports.direct.Flusher`, so an open stream costs no task and
+    no generator, and a broadcast costs one chunk write per stream.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self,
+        services: Services,
+        conn: Connection,
+        last_seq: int | None,
+        epoch: str | None,
+        link: HttpLink,
+    ) -> None:
+        self.status_code = 200
+        self.background = None
+        self.init_headers(SSE_HEADERS)  # no body: no content-length, so chunked
+        self._args = (services, conn, last_seq, epoch, link)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        services, conn, last_seq, epoch, link = self._args
+        hub = services.hub
+        flusher = services.flusher()
+
+        def abort() -> None:
+            """The client stopped reading: the stream's end is stuck. Let go of it."""
+            hub.detach(conn)
+            asyncio.get_running_loop().call_later(conn.KILL_AFTER, link.abort)
+
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        ended = link.bind()
+        conn.on_abort = abort
+        try:
+            link.write_raw([b"retry: 2000\n\n"])
+            flusher.link(conn, link)
+            await hub.attach(conn, last_seq, epoch)
+            await ended
+        finally:
+            conn.finished()
+            flusher.unlink(conn)
+            link.release()
+            hub.detach(conn)
+        if link.open:  # end the response; a reader that stopped never drains it: drop it
+            killer = asyncio.get_running_loop().call_later(conn.KILL_AFTER, link.abort)
+            try:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            finally:
+                killer.cancel()
 
 
 async def _stream(

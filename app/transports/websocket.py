@@ -9,7 +9,7 @@ through (middleware frames, the dependency exit stack, Starlette's
 ``WebSocket``) is memory held per client for all that time.
 
 Writing takes one of two paths. Under ``python -m app`` the uvicorn protocol
-offers direct writes (:mod:`app.transports.direct`): a :class:`Flusher` writes
+offers direct writes (:mod:`app.transports.direct`): its ``Flusher`` writes
 every connection that has frames queued once per event-loop pass, as
 pre-framed bytes, with no task per connection. Elsewhere a writer task per
 connection drains the queue through ASGI ``websocket.send``.
@@ -35,7 +35,7 @@ from .codec import decode
 from .deps import Services, origin_allowed
 from .direct import DIRECT, LastraWebSocketProtocol
 
-__all__ = ["PATH", "Flusher", "is_chat_ws", "serve"]
+__all__ = ["PATH", "is_chat_ws", "serve"]
 
 log = logging.getLogger("lastra.ws")
 
@@ -52,69 +52,6 @@ def is_chat_ws(scope: Scope) -> bool:
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
     return (path[len(root) :] if root and path.startswith(root) else path) == PATH
-
-
-class Flusher:
-    """Writes queued frames straight to the transports, once per loop pass.
-
-    ``wake`` is each direct connection's ``notify``: the first frame queued (or a
-    close) marks the connection, and one ``call_soon`` writes every marked one:
-    all its frames in one ``writelines``. A transport above its high-water mark
-    is skipped; its protocol wakes the connection again when it drains, and
-    until then frames wait in the connection's bounded queue (overflow: 4409).
-    """
-
-    def __init__(self, metrics: Metrics) -> None:
-        self.links: dict[Connection, LastraWebSocketProtocol] = {}
-        self._dirty: list[Connection] = []
-        self._scheduled = False
-        self._counts = metrics.messages_out
-        self._latency = metrics.latency.labels("ws")
-
-    def link(self, conn: Connection, proto: LastraWebSocketProtocol) -> None:
-        self.links[conn] = proto
-        conn.notify = self.wake
-        proto.on_writable = lambda: self.wake(conn)
-
-    def unlink(self, conn: Connection) -> None:
-        proto = self.links.pop(conn, None)
-        conn.notify = None
-        if proto is not None:
-            proto.on_writable = None
-
-    def wake(self, conn: Connection) -> None:
-        self._dirty.append(conn)
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
-
-    def flush(self) -> None:
-        dirty, self._dirty = self._dirty, []
-        self._scheduled = False
-        now = time.monotonic()
-        counts = self._counts
-        for conn in dirty:
-            proto = self.links.get(conn)
-            if proto is None:
-                continue
-            if conn.queued() and proto.can_write:
-                batch = conn.take()
-                parts: list[bytes] = []
-                for frame in batch:
-                    parts += (frame.ws_head, frame.json)
-                    counts[(frame.type, "ws")] += 1
-                if proto.write_frames(parts):
-                    self._latency.observe(now - batch[0].born)
-            if conn.closing and not conn.queued():
-                proto.close_now(conn.close_code, conn.close_reason)
-
-
-def flusher_of(services: Services) -> Flusher:
-    flusher = services.ws_flusher
-    if flusher is None:
-        flusher = services.ws_flusher = Flusher(services.hub.metrics)
-    assert isinstance(flusher, Flusher)
-    return flusher
 
 
 async def _close(send: Send, code: int, reason: str) -> None:
@@ -219,7 +156,7 @@ async def _session_direct(
     receive: Receive,
 ) -> None:
     hub = services.hub
-    flusher = flusher_of(services)
+    flusher = services.flusher()
 
     def abort() -> None:
         """The client stopped reading: its close frame is stuck. Let go of it."""
@@ -240,6 +177,10 @@ async def _session_direct(
         conn.close(1000, "")
         if proto.open:  # e.g. cancelled at shutdown: say goodbye properly
             proto.close_now(conn.close_code, conn.close_reason)
+        # a client that stopped reading never completes the closing handshake, and a
+        # transport with unsent data never closes by itself: drop it after a while
+        if not proto.disconnected and proto.transport.get_write_buffer_size():
+            asyncio.get_running_loop().call_later(conn.KILL_AFTER, proto.abort)
 
 
 async def _session_asgi(
