@@ -727,14 +727,29 @@ class Worker:
         return out
 
     async def cmd_stall(self, pause: bool) -> dict[str, Any]:
-        for c in self.clients:
-            if c.staller and c.tr is not None and not c.closed:
-                c.record = False
-                if pause:
-                    c.tr.pause_reading()
-                else:
-                    c.tr.resume_reading()
-                return {"stalled": 1, "closed": False}
+        reopened = 0
+        live = [c for c in self.clients if c.staller and c.tr is not None and not c.closed]
+        gone = [c for c in self.clients if c.staller and c.closed]
+        if pause and not live and gone:
+            # the would-be staller (a small receive window) was cut as a slow consumer
+            # during an overloaded ramp step: connect it again for the stalled test
+            old = gone[-1]
+            cls = type(old)
+            port = old.port
+            proto = await asyncio.wait_for(
+                self._open(lambda: cls(self, old.idx, old.token, True, port), True, port), 10
+            )
+            assert isinstance(proto, Client)
+            await asyncio.wait_for(proto.ready, 10)
+            self.clients.append(proto)
+            live, reopened = [proto], 1
+        for c in live:
+            c.record = False
+            if pause:
+                c.tr.pause_reading()  # type: ignore[union-attr]
+            else:
+                c.tr.resume_reading()  # type: ignore[union-attr]
+            return {"stalled": 1, "closed": False, "reopened": reopened}
         return {"stalled": 0}
 
     async def cmd_check(self) -> dict[str, Any]:

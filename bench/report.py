@@ -109,7 +109,9 @@ def _rows(c: dict[str, Any] | None, base: dict[str, Any] | None) -> dict[str, st
         cells["stall"] = f"−{100 * st['cut']:.0f}% ({_fmt(st['others_per_s'], 'rate')}/s){r}"
         if st.get("starved"):
             cells["stall"] += " ⚠"
-        if st.get("close_codes"):
+        if st.get("reopened"):
+            cells["stall"] += " (the staller, cut as a slow consumer in the ramp, reconnected)"
+        elif st.get("close_codes"):
             codes = ",".join(st["close_codes"])
             cells["stall"] += f" staller closed {codes}"
     seq = c.get("seq")

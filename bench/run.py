@@ -545,9 +545,10 @@ class Case:
         fill_s = min(
             mode.stall_fill_cap_s, max(0.3, mode.stall_fill_bytes / max(1.0, per_client_bps))
         )
-        r = gen.call("stall", 10, [{"pause": True}] + [{"pause": False}] * (gen.size - 1))
+        r = gen.call("stall", 30, [{"pause": True}] + [{"pause": False}] * (gen.size - 1))
         if not r[0].get("stalled"):
             return {"skipped": "no stalled client"}
+        reopened = int(r[0].get("reopened", 0))
         fill = self.step(level, kind="fill", duration=fill_s)
         meas = self.step(level, kind="stalled", duration=mode.stall_measure_s)
         if _starved(meas) and mode.retry_starved:
@@ -569,6 +570,7 @@ class Case:
             "closed": meas["closed"],
             "close_codes": meas["close_codes"],
             "starved": _starved(meas),
+            "reopened": reopened,
         }
 
     def check(self) -> dict[str, Any]:
