@@ -70,8 +70,8 @@ class Connection:
     ``push`` never awaits, so a broadcast never waits on a slow client; a client
     whose queue overflows is closed with 4409 and resumes on reconnect. The
     writer is either a task awaiting :meth:`next_batch` (SSE, plain ASGI) or a
-    ``notify`` callback that writes synchronously (the direct WebSocket path:
-    no task and no event per connection).
+    ``notify`` callback that writes synchronously (the direct path for both
+    transports under ``python -m app``: no task and no event per connection).
 
     A client that stops reading altogether blocks its writer in the kernel's
     send buffer, so a 4409/4408 close may never be written: ``ABORT_AFTER``

@@ -14,7 +14,28 @@ import orjson
 
 from app.core import Event
 
-__all__ = ["Frame", "compact", "decode", "encode_event", "frame_from_record", "ws_head"]
+__all__ = [
+    "SSE_KEEPALIVE",
+    "SSE_RETRY",
+    "Frame",
+    "compact",
+    "decode",
+    "encode_event",
+    "frame_from_record",
+    "sse_closed",
+    "ws_head",
+]
+
+#: the first bytes of every event stream: EventSource waits 2 s before reconnecting
+SSE_RETRY = b"retry: 2000\n\n"
+#: the comment an idle event stream gets (proxies must not time it out)
+SSE_KEEPALIVE = b": keep-alive\n\n"
+
+
+def sse_closed(code: int, reason: str) -> bytes:
+    """The end of an event stream: why (a restart, a slow consumer), and come back in 1 s."""
+    return f": closed {code} {reason}\nretry: 1000\n\n".encode()
+
 
 #: RFC 6455 header of an unmasked, final text frame, by payload length (< 126)
 _SHORT_HEADS = [bytes((0x81, n)) for n in range(126)]

@@ -39,7 +39,7 @@ from websockets.http11 import Request
 from app.hub import Connection
 from app.metrics import Metrics
 
-from .codec import Frame
+from .codec import SSE_KEEPALIVE, Frame, sse_closed
 
 __all__ = ["DIRECT", "Flusher", "HttpLink", "LastraHttpProtocol", "LastraWebSocketProtocol"]
 
@@ -249,7 +249,7 @@ class HttpLink:
 
     def end(self, code: int, reason: str) -> None:
         """Tell EventSource when to come back (a restart, a slow consumer), then finish."""
-        self.write_raw([f": closed {code} {reason}\nretry: 1000\n\n".encode()])
+        self.write_raw([sse_closed(code, reason)])
         self._finish()
 
     def abort(self) -> None:
@@ -298,7 +298,7 @@ class Flusher:
     all its frames in one ``writelines``. A transport above its high-water mark
     is skipped; its protocol wakes the connection again when it drains, and
     until then frames wait in the connection's bounded queue (overflow: 4409).
-    SSE streams with nothing to say get a keep-alive comment every
+    SSE streams with nothing to say get a keep-alive comment within
     ``keepalive`` seconds from one timer, not from a task per stream.
     """
 
@@ -320,7 +320,7 @@ class Flusher:
             self._streams[conn] = link
             if self._ticker is None:
                 loop = asyncio.get_running_loop()
-                self._ticker = loop.call_later(self._keepalive, self._tick)
+                self._ticker = loop.call_later(self._keepalive / 2, self._tick)
 
     def unlink(self, conn: Connection) -> None:
         link = self.links.pop(conn, None)
@@ -361,14 +361,17 @@ class Flusher:
                 self._latency[transport].observe(now - born)
 
     def _tick(self) -> None:
-        """A keep-alive comment on every stream that wrote nothing since the last tick."""
+        """A keep-alive comment on every stream that wrote nothing since the last tick.
+
+        Ticks come every half interval, so a stream is silent for at most
+        ``keepalive`` seconds, as with a per-stream timer (and at least half that).
+        """
         self._ticker = None
         for conn, link in list(self._streams.items()):
             if link.written:
                 link.written = False
             elif not conn.queued() and link.can_write:
-                link.write_raw([b": keep-alive\n\n"])
-                link.written = False
+                link.write_raw([SSE_KEEPALIVE])  # counts as written: the next is K s later
         if self._streams:
             loop = asyncio.get_running_loop()
-            self._ticker = loop.call_later(self._keepalive, self._tick)
+            self._ticker = loop.call_later(self._keepalive / 2, self._tick)

@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 from app.core import ClientError, parse_data
 from app.hub import Connection
 
-from .codec import decode
+from .codec import SSE_KEEPALIVE, SSE_RETRY, decode, sse_closed
 from .deps import (
     Services,
     ServicesDep,
@@ -133,7 +133,7 @@ class _DirectStream(Response):
         ended = link.bind()
         conn.on_abort = abort
         try:
-            link.write_raw([b"retry: 2000\n\n"])
+            link.write_raw([SSE_RETRY])
             flusher.link(conn, link)
             await hub.attach(conn, last_seq, epoch)
             await ended
@@ -171,12 +171,12 @@ async def _stream(
     conn.on_abort = abort
     try:
         await hub.attach(conn, last_seq, epoch)
-        yield b"retry: 2000\n\n"
+        yield SSE_RETRY
         while True:
             try:
                 batch = await conn.next_batch(keepalive)
             except TimeoutError:
-                yield b": keep-alive\n\n"
+                yield SSE_KEEPALIVE
                 continue
             if batch is None:
                 break
@@ -185,7 +185,7 @@ async def _stream(
                 counts[(frame.type, "sse")] += 1
             latency.observe(time.monotonic() - batch[0].born)
         # closing: tell EventSource when to come back (a restart, a slow consumer)
-        yield f": closed {conn.close_code} {conn.close_reason}\nretry: 1000\n\n".encode()
+        yield sse_closed(conn.close_code, conn.close_reason)
     finally:
         conn.finished()
         hub.detach(conn)
