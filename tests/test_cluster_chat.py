@@ -155,8 +155,10 @@ async def test_one_presence_across_processes(nodes: list[Server]) -> None:
         await watcher.expect("chat", lambda d: d["kind"] == "system" and uc.userName in d["text"])
 
     # snapshots: whoever connects anywhere sees everyone, with the right peers
+    lates: list[str] = []
     for node in nodes:
         late = await SseClient.open(node, await asession(node.http, uniq("late")))
+        lates.append(late.user.userId)
         users = late.presence["users"]
         for user, client in ((ua, on_a), (ub, on_b), (uc, on_c)):
             entry = user_entry(users, user.userId)
@@ -188,7 +190,12 @@ async def test_one_presence_across_processes(nodes: list[Server]) -> None:
         ),
     )
 
-    # leaving C: removed on A and B, "left" announced once
+    # leaving C: removed on A and B, "left" announced once. The late users leave first
+    # (their grace), so that C's leave is not coalesced with theirs into one message
+    await on_a.wait_until(
+        lambda: set(lates) <= {u for e in on_a.seen("presence-diff") for u in e["data"]["remove"]},
+        "the late users' leave",
+    )
     await on_c.close()
     for watcher in (on_a, on_b):
         await watcher.expect("presence-diff", lambda d: uc.userId in d.get("remove", []))
