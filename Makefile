@@ -1,5 +1,5 @@
 # Lastra Chat. `make run` serves on the embedded default (SQLite, offline bots);
-# `make test` installs what it needs (venv, Chromium) and runs lint + every test.
+# `make test` installs what it needs (venv, Chromium, node modules) and runs lint + every test.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -26,6 +26,19 @@ chromium:
 	  echo ">> installing Debian's chromium for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
+# Node and npm (Debian's packages when missing), then clients/js's node modules (typescript,
+# vue) from its committed lockfile, for the typed-client and Vue tests (clients/js/README.md).
+JS_DIR := clients/js
+.PHONY: node-deps
+node-deps: $(JS_DIR)/node_modules/.package-lock.json
+
+$(JS_DIR)/node_modules/.package-lock.json: $(JS_DIR)/package-lock.json $(JS_DIR)/package.json
+	@command -v npm >/dev/null 2>&1 || { \
+	  echo ">> installing Debian's nodejs and npm for the JS client tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
+	cd $(JS_DIR) && npm ci --no-audit --no-fund
+	touch $@
+
 lint: install
 	$(BIN)/ruff check app tests bench
 	$(BIN)/ruff format --check app tests bench
@@ -35,7 +48,7 @@ fmt: install
 	$(BIN)/ruff format app tests bench
 	$(BIN)/ruff check --fix app tests bench
 
-test: install chromium lint
+test: install chromium node-deps lint
 	$(BIN)/python -m pytest
 
 soak: install
