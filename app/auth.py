@@ -7,6 +7,9 @@ signatures in constant time and checks ``exp``.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import logging
 import secrets
 import time
@@ -63,6 +66,15 @@ class Tokens:
         now = int(time.time())
         claims = {"sub": user_id, "name": user_name, "iat": now, "exp": now + int(self.ttl)}
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+
+    def sign(self, purpose: str, message: str) -> str:
+        """An HMAC of ``message`` under the secret, separated by ``purpose`` (not a token).
+
+        For values that must not verify as tokens, e.g. the legacy wire's cookie binding.
+        """
+        key = hashlib.sha256(f"lastra:{purpose}:".encode() + self._secret.encode()).digest()
+        mac = hmac.new(key, message.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
     def verify(self, token: str) -> Identity | None:
         """The identity a token proves, or None (forged, expired, malformed)."""

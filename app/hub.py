@@ -566,12 +566,17 @@ class Hub:
         conn.push(encode_event(Event("error", err.data())))
 
     async def submit(
-        self, identity: Identity, peer_id: str | None, msg: ClientMessage, timeout: float = 10.0
+        self,
+        identity: Identity,
+        peer_id: str | None,
+        msg: ClientMessage,
+        timeout: float = 10.0,
+        transport: str = "sse",
     ) -> dict[str, Any]:
         """One message from a POST: returns the ack data or raises ClientError."""
         request = PostRequest(identity.user_id, peer_id)
         fut = request.future
-        self.metrics.received(msg.type, "sse")
+        self.metrics.received(msg.type, transport)
         waits = self.run(self.core.receive(identity, peer_id, msg, time.monotonic()), request)
         if not fut.done() and not waits:
             return {}

@@ -7,6 +7,7 @@ default and meaning in ``.env.example``.
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -40,6 +41,9 @@ class Settings(BaseSettings):
     ws_users: CommaList = []
     sse_users: CommaList = []
     sse_enabled: bool = True
+    # the SSE-era client's wire for tokenless requests (issue 16; off unless turned on)
+    legacy_wire: bool = False
+    legacy_wire_until: date | None = None  # off from the day after this (UTC)
 
     # the chat
     history_limit: int = Field(256, ge=1, le=100_000)

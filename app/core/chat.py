@@ -57,9 +57,11 @@ from .outputs import (
 from .presence import Peer, Presence, summarize
 from .ratelimit import Bucket, Rate
 
-__all__ = ["Bot", "Chat", "ChatConfig", "Identity"]
+__all__ = ["LEGACY_TRANSPORT", "Bot", "Chat", "ChatConfig", "Identity"]
 
 CLOSE_HEARTBEAT = 4408
+#: peers of SSE-era tabs (the legacy wire): listed, but they negotiate calls their own way
+LEGACY_TRANSPORT = "sse-legacy"
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,6 +402,13 @@ class Chat:
     def _ts(self) -> int:
         return int(self._clock() * 1000)
 
+    def charge(self, user: Identity, kind: str, now: float) -> None:
+        """Take one ``kind`` message from ``user``'s rate budget; raises ``rate_limited``.
+
+        For messages an adapter carries past :meth:`receive` (the legacy wire's signals).
+        """
+        self._limit(user, kind, now, None)
+
     def _ok(self, ref: str | None) -> list[Output]:
         return [_ack(ref)] if ref is not None else []
 
@@ -457,6 +466,8 @@ class Chat:
         target = self.presence.peers.get(msg.to)
         if target is None:
             raise ClientError("not_found", "no peer with that peerId is connected", msg.ref)
+        if target.transport == LEGACY_TRANSPORT:  # an old tab could not read it: say so
+            raise ClientError("not_found", "that peer is an SSE-era tab: no calls", msg.ref)
         event = Event(
             "webrtc-signal",
             {

@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 from app.core import ClientError, parse_data
 from app.hub import Connection
 
+from . import legacy
 from .codec import SSE_KEEPALIVE, SSE_RETRY, decode, sse_closed
 from .deps import (
     Services,
@@ -72,6 +73,8 @@ async def chat_stream(request: Request, services: ServicesDep) -> Response:
     settings = services.settings
     if not settings.sse_enabled:
         return error_response(ClientError("forbidden", "SSE is disabled on this server"))
+    if legacy.speaks_to(request):  # an SSE-era tab (LASTRA_LEGACY_WIRE)
+        return await legacy.open_stream(request, services)
     token = (
         bearer(request) or request.cookies.get("lastra_token") or request.query_params.get("token")
     )
@@ -191,7 +194,9 @@ async def _stream(
         hub.detach(conn)
 
 
-async def post_message(request: Request, services: ServicesDep) -> JSONResponse:
+async def post_message(request: Request, services: ServicesDep) -> Response:
+    if legacy.speaks_to(request):  # an SSE-era tab (LASTRA_LEGACY_WIRE)
+        return await legacy.post(request, services)
     kind, fixed = ENDPOINTS[request.url.path]
     ref: str | None = None
     try:
