@@ -1,5 +1,11 @@
 """``python -m app`` / ``lastra``: serve Lastra Chat with uvicorn.
 
+On the uvicorn minors that :mod:`app.transports.uvicorn_direct` was tested on,
+the server runs its protocol subclasses (direct writes, no task per client);
+on any other uvicorn it logs one warning and serves through uvicorn's stock
+protocols, where the adapters use plain ASGI sends (the path ``uvicorn
+app.main:app`` always takes).
+
 SIGTERM/SIGINT first close every client connection with 1012 (SSE streams end
 with a ``retry`` hint) so clients start resuming at once, then uvicorn stops
 accepting, in-flight writes finish and the store closes; the whole shutdown is
@@ -10,16 +16,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+from importlib.metadata import version
 from types import FrameType
+from typing import Any
 
 import uvicorn
 
 from app.hub import Hub
 from app.main import create_app
 from app.settings import Settings
-from app.transports.direct import LastraHttpProtocol, LastraWebSocketProtocol
 
-__all__ = ["main"]
+__all__ = ["main", "protocols"]
+
+log = logging.getLogger("lastra")
+
+#: uvicorn's stock protocols, for a uvicorn the direct path was not tested on
+STOCK: dict[str, Any] = {"http": "auto", "ws": "auto"}
 
 
 class _Server(uvicorn.Server):
@@ -37,6 +50,35 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+def protocols() -> dict[str, Any]:
+    """uvicorn's ``http``/``ws`` settings: our direct-write protocols where tested.
+
+    The version is read from the installed distribution's metadata; a uvicorn
+    whose private classes fail to import is treated as untested too.
+    """
+    installed = version("uvicorn")
+    try:
+        from app.transports import uvicorn_direct
+    except (ImportError, AttributeError) as exc:
+        log.warning(
+            "uvicorn %s: direct writes unavailable (%s); using stock protocols", installed, exc
+        )
+        return STOCK
+    if ".".join(installed.split(".")[:2]) not in uvicorn_direct.TESTED_MINORS:
+        log.warning(
+            "uvicorn %s is outside the tested minors %s: serving through its stock "
+            "protocols (plain ASGI sends, no direct writes)",
+            installed,
+            ", ".join(uvicorn_direct.TESTED_MINORS),
+        )
+        return STOCK
+    # httptools and websockets-sansio, plus direct writes (app.transports.flush)
+    return {
+        "http": uvicorn_direct.LastraHttpProtocol,
+        "ws": uvicorn_direct.LastraWebSocketProtocol,
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     settings = Settings()
     parser = argparse.ArgumentParser(prog="lastra", description="Serve Lastra Chat.")
@@ -50,9 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port,
         log_level=settings.log_level.lower(),
         ws_max_size=settings.max_message_bytes,
-        # httptools and websockets-sansio, plus direct writes (app.transports.direct)
-        http=LastraHttpProtocol,
-        ws=LastraWebSocketProtocol,
+        **protocols(),
         ws_ping_interval=None,  # the protocol has its own ping/pong and 4408 timeout
         timeout_graceful_shutdown=5,
         proxy_headers=True,

@@ -642,6 +642,7 @@ class SseClient(_EventClient):
         self.comments: list[str] = []
         self.last_event_id: str | None = None
         self._reader: asyncio.Task[None] | None = None
+        self.retries: list[str] = []  # every ``retry:`` field, in order
 
     @classmethod
     async def connect(
@@ -725,6 +726,8 @@ class SseClient(_EventClient):
                         event_id = value
         except httpx.HTTPError:
             pass
+                    elif name == "retry":
+                        self.retries.append(value)
         finally:
             self.closed.set()
             self._arrived.set()

@@ -1,14 +1,25 @@
-"""The text/event-stream framing of the legacy transport (PROTOCOL §3)."""
+"""The text/event-stream framing of the legacy transport (PROTOCOL §3).
+
+The contract runs on both write paths: ``python -m app`` (chunks written straight
+to uvicorn's transport) and ``uvicorn app.main:app`` (sse-starlette's
+``EventSourceResponse``): ids, ``retry``, resume by ``Last-Event-ID``,
+keep-alive comments and the closing lines on shutdown.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import Server, free_port, server_env
+
 from clients import (
     SHARED_SETTINGS,
+    QuietServer,
     SseClient,
     UvicornServer,
     WsClient,
@@ -17,14 +28,78 @@ from clients import (
     shared_server,
     uniq,
 )
-from conftest import Server, free_port, server_env
 
 KEEPALIVE = float(SHARED_SETTINGS["SSE_KEEPALIVE"])
 
 
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Server:
-    return shared_server(tmp_path_factory)
+PATHS = ["python-m-app", "uvicorn-app-main"]
+
+
+@pytest.fixture(scope="module", params=PATHS)
+def srv(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    if request.param == "python-m-app":
+        yield shared_server(tmp_path_factory)
+        return
+    data_dir = tmp_path_factory.mktemp("uvicorn-sse")
+    server = UvicornServer(
+        port=free_port(), env=server_env(data_dir, **SHARED_SETTINGS), data_dir=data_dir
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop(timeout=5)
+
+
+def _server(path: str, data_dir: Path) -> Server:
+    kind = QuietServer if path == "python-m-app" else UvicornServer
+    return kind(port=free_port(), env=server_env(data_dir, **SHARED_SETTINGS), data_dir=data_dir)
+
+
+@aio
+async def test_stream_starts_with_a_retry_hint(srv: Server) -> None:
+    client = await SseClient.open(srv, await asession(srv.http))
+    assert client.retries[:1] == ["2000"], client.retries
+
+
+@aio
+async def test_resume_by_last_event_id_replays_exactly_what_was_missed(srv: Server) -> None:
+    reader = await asession(srv.http, uniq("Rea"))
+    first = await SseClient.open(srv, reader)
+    writer = await WsClient.open(srv, await asession(srv.http, uniq("Wri")))
+    seen = uniq()
+    assert (await writer.chat("before", seen)).ok
+    await first.expect("chat", lambda d: d.get("clientId") == seen)
+    resume_at = first.last_event_id
+    assert resume_at is not None
+    await first.close()
+    missed = [uniq() for _ in range(3)]
+    for cid in missed:
+        assert (await writer.chat("while away", cid)).ok
+    again = await SseClient.open(srv, reader, last_event_id=resume_at)
+    assert again.ready.get("recovered") is True, again.ready
+    replayed = [e["data"].get("clientId") for e in again.backlog if e["type"] == "chat"]
+    assert seen not in replayed, "the last seen message came again"
+    assert [c for c in replayed if c in missed] == missed, replayed
+
+
+@pytest.mark.parametrize("path", PATHS)
+@aio
+async def test_shutdown_ends_every_stream_with_the_closing_lines(path: str, tmp_path: Path) -> None:
+    server = _server(path, tmp_path)
+    await asyncio.to_thread(server.start)
+    try:
+        client = await SseClient.open(server, await asession(server.http))
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(client.closed.wait(), 10)
+        assert ": closed 1012 server-restart" in client.comments, client.comments
+        assert client.retries[-1] == "1000", client.retries
+        assert client.comments.count(": closed 1012 server-restart") == 1
+    finally:
+        await asyncio.to_thread(server.stop, timeout=10)
 
 
 @aio

@@ -105,6 +105,16 @@ def _seq_of(entry_id: bytes) -> int:
 
 
 class RedisStore:
+async def _close_pubsub(pubsub: Any) -> None:
+    """``PubSub.aclose()``, behind an ``Any`` on purpose.
+
+    redis-py's annotations for it change between releases (untyped in some,
+    typed in others), so a ``type: ignore`` at the call site breaks mypy
+    whichever way the next release goes; this one line is the only untyped call.
+    """
+    await pubsub.aclose()
+
+
     shared = True
 
     def __init__(self, url: str, history_limit: int = 256, prefix: str = "{lastra}") -> None:
@@ -356,7 +366,15 @@ class RedisBroker:
                 backoff = min(backoff * 2, 1.0)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await _close_pubsub(pubsub)
+
+    async def load_flag(self, name: str) -> dict[str, Any] | None:
+        raw: Any = await self._r.get(self._k_flag + name)
+        value = orjson.loads(raw) if raw else None
+        return value if isinstance(value, dict) else None
+
+    async def save_flag(self, name: str, value: dict[str, Any]) -> None:
+        await self._r.set(self._k_flag + name, orjson.dumps(value))
 
     async def heartbeat(self, local_peers: list[dict[str, Any]]) -> list[str]:
         now = time.monotonic()

@@ -11,7 +11,7 @@ raised inside the core is ours: the I/O layer logs it with a trace id and sends
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 __all__ = ["CODES", "HTTP_STATUS", "ClientError", "ErrorCode"]
 
@@ -28,7 +28,7 @@ ErrorCode = Literal[
     "internal",
 ]
 
-CODES: Final[frozenset[str]] = frozenset(ErrorCode.__args__)  # type: ignore[attr-defined]
+CODES: Final[frozenset[str]] = frozenset(get_args(ErrorCode))
 
 #: The HTTP status a POST endpoint answers with for each code.
 HTTP_STATUS: Final[dict[str, int]] = {

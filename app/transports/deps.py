@@ -17,7 +17,7 @@ from app.core.ratelimit import Bucket, Rate
 from app.hub import Hub
 from app.settings import Settings
 
-from .direct import Flusher
+from .flush import Flusher
 
 __all__ = ["STATIC", "Services", "ServicesDep", "bearer", "error_response", "identity_of"]
 

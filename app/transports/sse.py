@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+import anyio
+from fastapi.responses import JSONResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Receive, Scope, Send
 
 from app.core import ClientError, parse_data
@@ -29,7 +31,7 @@ from .deps import (
     origin_allowed,
     read_body,
 )
-from .direct import DIRECT, HttpLink
+from .flush import DirectStream, offered
 
 __all__ = ["router"]
 
@@ -90,12 +92,73 @@ async def chat_stream(request: Request, services: ServicesDep) -> Response:
     if refusal is not None:  # counted as a refusal, not as a client error
         refused = ClientError("rate_limited", f"connection refused: {refusal}")
         return error_response(refused, {"Retry-After": "5"}, 503)
-    last_seq, epoch = _resume_point(request)
-    link = (request.scope.get("extensions") or {}).get(DIRECT)
-    if isinstance(link, HttpLink):
-        return _DirectStream(services, conn, last_seq, epoch, link)
-    stream = _stream(services, conn, last_seq, epoch, settings.sse_keepalive)
-    return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
+    try:  # from here until the stream runs, any failure must give the place back
+        last_seq, epoch = _resume_point(request)
+        link = offered(request.scope)
+        if link is not None:  # a GET request's offer is a DirectStream
+            return _DirectStream(services, conn, last_seq, epoch, cast(DirectStream, link))
+        return _AsgiStream(services, conn, _stream(services, conn, last_seq, epoch))
+    except BaseException:
+        services.hub.release(conn)
+        raise
+
+
+class _AsgiStream(EventSourceResponse):
+    """The stream under any other ASGI server: sse-starlette's ``EventSourceResponse``.
+
+    It brings the keep-alive pings (our ``: keep-alive`` comment every
+    ``sse_keepalive`` seconds), disconnect detection and the server's exit
+    signal: on it, the hub closes every connection with 1012, so this stream too
+    ends with its closing lines within the grace period. Our frames arrive
+    pre-encoded (``ensure_bytes`` passes bytes through). The place
+    :meth:`~app.hub.Hub.admit` reserved is given back however it ends: a
+    generator that never started never runs its ``finally``.
+    """
+
+    def __init__(self, services: Services, conn: Connection, stream: AsyncIterator[bytes]) -> None:
+        shutdown = anyio.Event()
+        super().__init__(
+            _until_exit(services, shutdown, stream),
+            headers=SSE_HEADERS,
+            ping=services.settings.sse_keepalive,
+            ping_message_factory=_keepalive,
+            sep="\n",
+            shutdown_event=shutdown,
+            shutdown_grace_period=SHUTDOWN_GRACE,
+        )
+        self._owner = (services.hub, conn)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hub, conn = self._owner
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            hub.detach(conn)  # idempotent: gives the place back if the generator did not
+
+
+#: how long a stream may take to say goodbye after the exit signal (the hub's own bound)
+SHUTDOWN_GRACE = 5.0
+
+
+def _keepalive() -> ServerSentEvent:
+    return ServerSentEvent(comment=SSE_KEEPALIVE[2:-2].decode(), sep="\n")
+
+
+async def _until_exit(
+    services: Services, shutdown: anyio.Event, stream: AsyncIterator[bytes]
+) -> AsyncIterator[bytes]:
+    """``stream``, and on the server's exit signal the hub's 1012 to every connection."""
+
+    async def watch() -> None:
+        await shutdown.wait()
+        services.hub.begin_shutdown()  # idempotent; every stream's closing lines follow
+
+    watcher = asyncio.create_task(watch())
+    try:
+        async for chunk in stream:
+            yield chunk
+    finally:
+        watcher.cancel()
 
 
 class _DirectStream(Response):
@@ -115,7 +178,7 @@ class _DirectStream(Response):
         conn: Connection,
         last_seq: int | None,
         epoch: str | None,
-        link: HttpLink,
+        link: DirectStream,
     ) -> None:
         self.status_code = 200
         self.background = None
@@ -137,7 +200,7 @@ class _DirectStream(Response):
         conn.on_abort = abort
         try:
             link.write_raw([SSE_RETRY])
-            flusher.link(conn, link)
+            flusher.link_stream(conn, link)
             await hub.attach(conn, last_seq, epoch)
             await ended
         finally:
@@ -154,7 +217,7 @@ class _DirectStream(Response):
 
 
 async def _stream(
-    services: Services, conn: Connection, last_seq: int | None, epoch: str | None, keepalive: float
+    services: Services, conn: Connection, last_seq: int | None, epoch: str | None
 ) -> AsyncIterator[bytes]:
     """Attach inside the generator so a client gone before the first byte never leaks."""
     hub = services.hub
@@ -175,14 +238,7 @@ async def _stream(
     try:
         await hub.attach(conn, last_seq, epoch)
         yield SSE_RETRY
-        while True:
-            try:
-                batch = await conn.next_batch(keepalive)
-            except TimeoutError:
-                yield SSE_KEEPALIVE
-                continue
-            if batch is None:
-                break
+        while (batch := await conn.next_batch()) is not None:
             yield b"".join(frame.sse for frame in batch)
             for frame in batch:
                 counts[(frame.type, "sse")] += 1

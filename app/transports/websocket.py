@@ -9,7 +9,7 @@ through (middleware frames, the dependency exit stack, Starlette's
 ``WebSocket``) is memory held per client for all that time.
 
 Writing takes one of two paths. Under ``python -m app`` the uvicorn protocol
-offers direct writes (:mod:`app.transports.direct`): its ``Flusher`` writes
+offers direct writes (:mod:`app.transports.flush`): its ``Flusher`` writes
 every connection that has frames queued once per event-loop pass, as
 pre-framed bytes, with no task per connection. Elsewhere a writer task per
 connection drains the queue through ASGI ``websocket.send``.
@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
@@ -33,7 +33,7 @@ from app.metrics import Metrics
 
 from .codec import decode
 from .deps import Services, origin_allowed
-from .direct import DIRECT, LastraWebSocketProtocol
+from .flush import DirectSocket, offered
 
 __all__ = ["PATH", "is_chat_ws", "serve"]
 
@@ -120,10 +120,9 @@ async def _serve(services: Services, scope: Scope, receive: Receive, send: Send)
     if refusal is not None:
         await _close(send, CLOSE_TRY_LATER, refusal)
         return
-    extensions: dict[str, Any] = scope.get("extensions") or {}
-    direct = extensions.get(DIRECT)
-    if isinstance(direct, LastraWebSocketProtocol):
-        await _session_direct(services, conn, direct, auth, receive)
+    direct = offered(scope)
+    if direct is not None:  # a WebSocket scope's offer is a DirectSocket
+        await _session_direct(services, conn, cast(DirectSocket, direct), auth, receive)
     else:
         await _session_asgi(services, conn, auth, receive, send)
 
@@ -151,7 +150,7 @@ async def _read(services: Services, conn: Connection, receive: Receive) -> int |
 async def _session_direct(
     services: Services,
     conn: Connection,
-    proto: LastraWebSocketProtocol,
+    proto: DirectSocket,
     auth: Auth,
     receive: Receive,
 ) -> None:
@@ -179,7 +178,7 @@ async def _session_direct(
             proto.close_now(conn.close_code, conn.close_reason)
         # a client that stopped reading never completes the closing handshake, and a
         # transport with unsent data never closes by itself: drop it after a while
-        if not proto.disconnected and proto.transport.get_write_buffer_size():
+        if not proto.gone and proto.unsent():
             asyncio.get_running_loop().call_later(conn.KILL_AFTER, proto.abort)
 
 

@@ -1,33 +1,26 @@
-"""Direct writes under uvicorn: frame once, write N times, no task per client.
+"""uvicorn's protocols, offering direct writes (:mod:`app.transports.flush`).
 
-The ASGI ``websocket.send`` path costs, per recipient and per message, a str →
-bytes encode, a websockets frame build and a ``transport.write``, behind an
-awaited ``send`` (so one writer task per connection). A chat broadcast sends the
-same bytes to everyone, and server frames are unmasked, so the frame can be
-built once and handed to every transport as it is.
+Everything here depends on uvicorn's private classes and attributes, so it is
+kept apart from the rest: nothing else in ``app`` imports uvicorn's internals,
+and ``python -m app`` installs these protocols only for the uvicorn minors in
+:data:`TESTED_MINORS` (otherwise it serves through uvicorn's stock protocols and
+the adapters use plain ASGI sends). :data:`PRIVATE_SURFACE` names every private
+class, method and attribute touched here; ``tests/test_uvicorn_canary.py`` checks
+each against the installed uvicorn and fails loudly when one moved.
 
-:class:`LastraWebSocketProtocol` is uvicorn's sans-I/O WebSocket protocol with
-one addition: it puts itself in the ASGI scope under ``extensions["lastra.direct"]``.
-The WebSocket adapter then writes pre-framed bytes with :meth:`write_frames`,
-learns when a paused transport drains through ``on_writable``, and closes with
-:meth:`close_now`, all synchronously. Under any other server (or another
-uvicorn WebSocket implementation) the extension is absent and the adapter falls
-back to plain ASGI sends; nothing else changes.
-
-:class:`LastraHttpProtocol` does the same for the SSE stream: uvicorn's httptools
-protocol, offering an :class:`HttpLink` under the same extension key on ``GET``
-requests, through which the stream writes its chunks straight to the transport.
-
-:class:`Flusher` drives both: once per event-loop pass it writes every
-connection that has frames queued, all of them in one ``writelines``.
+:class:`LastraWebSocketProtocol` is uvicorn's sans-I/O WebSocket protocol that
+puts itself in the ASGI scope under ``extensions[DIRECT]``, shaped as
+:class:`~app.transports.flush.DirectSocket`. :class:`LastraHttpProtocol` does
+the same for ``GET`` requests with an :class:`HttpLink`
+(:class:`~app.transports.flush.DirectStream`), through which the SSE stream
+writes its chunks straight to the transport.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
 from uvicorn.config import Config
@@ -36,15 +29,83 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from uvicorn.server import ServerState
 from websockets.http11 import Request
 
-from app.hub import Connection
-from app.metrics import Metrics
+from .codec import Frame, sse_closed
+from .flush import DIRECT
 
-from .codec import SSE_KEEPALIVE, Frame, sse_closed
+__all__ = [
+    "PRIVATE_SURFACE",
+    "TESTED_MINORS",
+    "HttpLink",
+    "LastraHttpProtocol",
+    "LastraWebSocketProtocol",
+]
 
-__all__ = ["DIRECT", "Flusher", "HttpLink", "LastraHttpProtocol", "LastraWebSocketProtocol"]
+#: uvicorn minors this module was tested on (pyproject.toml's range says the same)
+TESTED_MINORS: Final = ("0.55",)
 
-#: the ASGI scope extension under which the protocol offers itself
-DIRECT = "lastra.direct"
+#: every private piece of uvicorn used here: (module, class, {name: shape}), where a
+#: shape is a method's parameter list (a method called or overridden) or "attr"
+#: (an instance attribute read or written)
+PRIVATE_SURFACE: Final[tuple[tuple[str, str, dict[str, str]], ...]] = (
+    (
+        "uvicorn.protocols.websockets.websockets_sansio_impl",
+        "WebSocketsSansIOProtocol",
+        {
+            "__init__": "(self, config, server_state, app_state, _loop)",
+            "handle_connect": "(self, event)",
+            "send": "(self, message)",
+            "resume_writing": "(self)",
+            "queue": "attr",
+            "writable": "attr",
+            "scope": "attr",
+            "request": "attr",
+            "response": "attr",
+            "handshake_complete": "attr",
+            "close_sent": "attr",
+            "disconnected": "attr",
+            "transport": "attr",
+            "conn": "attr",
+            "read_paused": "attr",
+            "loop": "attr",
+            "close_timer": "attr",
+            "close_timeout": "attr",
+        },
+    ),
+    (
+        "uvicorn.protocols.http.httptools_impl",
+        "HttpToolsProtocol",
+        {
+            "on_headers_complete": "(self)",
+            "resume_writing": "(self)",
+            "connection_lost": "(self, exc)",
+            "cycle": "attr",
+            "scope": "attr",
+            "transport": "attr",
+        },
+    ),
+    (
+        "uvicorn.protocols.http.httptools_impl",
+        "RequestResponseCycle",
+        {
+            "scope": "attr",
+            "disconnected": "attr",
+            "response_started": "attr",
+            "response_complete": "attr",
+            "chunked_encoding": "attr",
+            "flow": "attr",
+        },
+    ),
+    ("uvicorn.protocols.http.flow_control", "FlowControl", {"write_paused": "attr"}),
+)
+
+
+def _replace(obj: object, name: str, value: object) -> None:
+    """Swap one of uvicorn's per-connection objects for a lighter one of ours.
+
+    Ours is duck-typed to what uvicorn calls on it, not to the declared class, so
+    it goes in through ``setattr`` rather than a typed assignment.
+    """
+    setattr(obj, name, value)
 
 
 class _Inbox:
@@ -127,20 +188,20 @@ class LastraWebSocketProtocol(WebSocketsSansIOProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        self.queue = _Inbox()  # type: ignore[assignment]
-        self.writable = _Flag()  # type: ignore[assignment]
+        _replace(self, "queue", _Inbox())
+        _replace(self, "writable", _Flag())
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
         scope: Any = getattr(self, "scope", None)
         if scope is not None:  # the handshake went on to the app (101)
             scope["extensions"][DIRECT] = self
-        self.request = None  # type: ignore[assignment]  # its headers live on in the scope
+        _replace(self, "request", None)  # its headers live on in the scope
 
     async def send(self, message: ASGISendEvent) -> None:
         await super().send(message)
         if self.handshake_complete:
-            self.response = None  # type: ignore[assignment]  # only the accept used it
+            _replace(self, "response", None)  # only the accept used it
 
     def resume_writing(self) -> None:
         super().resume_writing()
@@ -155,6 +216,13 @@ class LastraWebSocketProtocol(WebSocketsSansIOProtocol):
     @property
     def open(self) -> bool:
         return self.handshake_complete and not (self.close_sent or self.disconnected)
+
+    @property
+    def gone(self) -> bool:
+        return self.disconnected
+
+    def unsent(self) -> int:
+        return self.transport.get_write_buffer_size()
 
     def write_frames(self, parts: list[bytes]) -> bool:
         """Write complete frames (header, payload, header, payload, …) in one go."""
@@ -285,93 +353,3 @@ class LastraHttpProtocol(HttpToolsProtocol):
         link = self.link
         if link is not None:
             link._finish()
-
-
-Link = LastraWebSocketProtocol | HttpLink
-
-
-class Flusher:
-    """Writes queued frames straight to the transports, once per loop pass.
-
-    ``wake`` is each direct connection's ``notify``: the first frame queued (or a
-    close) marks the connection, and one ``call_soon`` writes every marked one:
-    all its frames in one ``writelines``. A transport above its high-water mark
-    is skipped; its protocol wakes the connection again when it drains, and
-    until then frames wait in the connection's bounded queue (overflow: 4409).
-    SSE streams with nothing to say get a keep-alive comment within
-    ``keepalive`` seconds from one timer, not from a task per stream.
-    """
-
-    def __init__(self, metrics: Metrics, keepalive: float) -> None:
-        self.links: dict[Connection, Link] = {}
-        self._dirty: list[Connection] = []
-        self._scheduled = False
-        self._counts = metrics.messages_out
-        self._latency = {t: metrics.latency.labels(t) for t in ("ws", "sse")}
-        self._keepalive = keepalive
-        self._streams: dict[Connection, HttpLink] = {}
-        self._ticker: asyncio.TimerHandle | None = None
-
-    def link(self, conn: Connection, link: Link) -> None:
-        self.links[conn] = link
-        conn.notify = self.wake
-        link.on_writable = lambda: self.wake(conn)
-        if isinstance(link, HttpLink):
-            self._streams[conn] = link
-            if self._ticker is None:
-                loop = asyncio.get_running_loop()
-                self._ticker = loop.call_later(self._keepalive / 2, self._tick)
-
-    def unlink(self, conn: Connection) -> None:
-        link = self.links.pop(conn, None)
-        self._streams.pop(conn, None)
-        conn.notify = None
-        if link is not None:
-            link.on_writable = None
-
-    def wake(self, conn: Connection) -> None:
-        self._dirty.append(conn)
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
-
-    def flush(self) -> None:
-        dirty, self._dirty = self._dirty, []
-        self._scheduled = False
-        counts = self._counts
-        oldest: dict[str, float] = {}  # per transport: one latency observation per pass
-        for conn in dirty:
-            link = self.links.get(conn)
-            if link is None:
-                continue
-            if conn.queued() and link.can_write:
-                batch = conn.take()
-                if link.write(batch):
-                    transport = conn.transport
-                    for frame in batch:
-                        counts[(frame.type, transport)] += 1
-                    born = batch[0].born
-                    if born < oldest.get(transport, born + 1):
-                        oldest[transport] = born
-            if conn.closing and not conn.queued():
-                link.end(conn.close_code, conn.close_reason)
-        if oldest:
-            now = time.monotonic()
-            for transport, born in oldest.items():
-                self._latency[transport].observe(now - born)
-
-    def _tick(self) -> None:
-        """A keep-alive comment on every stream that wrote nothing since the last tick.
-
-        Ticks come every half interval, so a stream is silent for at most
-        ``keepalive`` seconds, as with a per-stream timer (and at least half that).
-        """
-        self._ticker = None
-        for conn, link in list(self._streams.items()):
-            if link.written:
-                link.written = False
-            elif not conn.queued() and link.can_write:
-                link.write_raw([SSE_KEEPALIVE])  # counts as written: the next is K s later
-        if self._streams:
-            loop = asyncio.get_running_loop()
-            self._ticker = loop.call_later(self._keepalive / 2, self._tick)
