@@ -36,6 +36,7 @@ from clients import (
 )
 
 LEGACY = {"LEGACY_WIRE": "true", "SSE_KEEPALIVE": "0.5", "AI_OFFLINE_DELAY": "0.002"}
+ADMIN = "admin-token-for-the-legacy-tests-0123"
 
 Match = Callable[[Any], bool] | None
 
@@ -148,7 +149,7 @@ async def tab(srv: Server, name: str | None = None, **kw: Any) -> LegacyTab:
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_server(tmp_path_factory, **LEGACY) as server:
+    with running_server(tmp_path_factory, **LEGACY, ADMIN_TOKEN=ADMIN) as server:
         yield server
 
 
@@ -372,6 +373,21 @@ async def test_bad_and_oversized_bodies(srv: Server) -> None:
     async with async_http(srv.http) as http:
         no_name = await http.get("/api/chat-stream", params={"userId": legacy_id()})
     assert no_name.status_code == 400
+
+
+@aio
+async def test_operators_see_old_tabs_as_sse_legacy(srv: Server) -> None:
+    old = await tab(srv)
+    assert (await old.say("counted")).status_code == 200
+    async with async_http(srv.http) as http:
+        metrics = (await http.get("/metrics")).text
+        stats = await http.get("/api/admin/stats", headers={"Authorization": f"Bearer {ADMIN}"})
+    assert 'lastra_connections_open{transport="sse-legacy"}' in metrics
+    assert 'lastra_messages_in_total{transport="sse-legacy",type="chat"}' in metrics
+    assert 'lastra_messages_out_total{transport="sse-legacy",type="user-list"}' in metrics
+    body = stats.json()
+    assert body["connections"]["sse-legacy"] >= 1 and body["users"]["sse-legacy"] >= 1
+    assert body["window"]["byTransport"]["sse-legacy"]["in"] >= 1
 
 
 def test_with_the_mode_off_the_old_wire_gets_401(tmp_path_factory: pytest.TempPathFactory) -> None:

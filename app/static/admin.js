@@ -55,11 +55,15 @@ async function refresh() {
     ["forced to WS (users)", f.wsUsers], ["forced to SSE (users)", f.sseUsers], ["SSE enabled", f.sseEnabled]]);
   const conns = $("connections").tBodies[0];
   conns.replaceChildren();
-  for (const t of ["ws", "sse"]) conns.append(row([t, s.connections[t] || 0, s.users[t] || 0]));
+  // ws and sse always; others (sse-legacy: SSE-era tabs) while they have connections or traffic
+  const extra = [...new Set([...Object.keys(s.connections), ...Object.keys(s.window.byTransport)])]
+    .filter((t) => t !== "ws" && t !== "sse");
+  const transports = ["ws", "sse", ...extra];
+  for (const t of transports) conns.append(row([t, s.connections[t] || 0, s.users[t] || 0]));
   $("online").textContent = `${s.onlineUsers} users online (all processes).`;
   const win = $("window").tBodies[0];
   win.replaceChildren();
-  for (const t of ["ws", "sse"]) {
+  for (const t of transports) {
     const r = s.window.byTransport[t] || { in: 0, err: 0, errorRate: 0, conn: 0 };
     win.append(row([t, r.in, r.err, `${(r.errorRate * 100).toFixed(2)}%`, r.conn]));
   }
