@@ -401,6 +401,8 @@ def test_with_the_mode_off_the_old_wire_gets_401(tmp_path_factory: pytest.TempPa
             ("/api/chat-message", {"userId": old.user_id, "userName": "Ada", "content": "hi"}),
             ("/api/chat-typing", {"userId": old.user_id, "userName": "Ada", "isTyping": True}),
             ("/api/chat-ready", {"userId": old.user_id}),
+            ("/api/chat-signal", {"userId": old.user_id, "userName": "Ada", "type": "offer"}),
+            ("/api/bot-toggle", {"botName": "Sol", "enabled": False}),
             ("/api/chat-clear", {"userName": "Ada"}),
         ):
             assert (await old.post(path, body)).status_code == 401, path
@@ -442,3 +444,28 @@ def test_the_mode_ends_on_its_date(tmp_path_factory: pytest.TempPathFactory) -> 
         run()
         log = srv.log()
         assert log.count("legacy wire turned itself off") == 1, log
+
+
+def test_a_cancelled_bot_reply_ends_with_ai_error(tmp_path_factory: pytest.TempPathFactory) -> None:
+    slow = {**LEGACY, "AI_OFFLINE_DELAY": "0.2"}
+    with running_server(tmp_path_factory, **slow) as srv:
+
+        @aio
+        async def run() -> None:
+            old = await tab(srv)
+            wes = await WsClient.open(srv, await asession(srv.http, uniq("Wes")))
+            display = next(name for name, on in old.events[2][1].items() if on)
+            bot = _bot_id(wes, display)
+            reply = await wes.request("ai-request", {"prompt": "a long story", "bot": bot})
+            assert reply.ok, reply
+            rid = reply.data["id"]
+            await old.expect("ai-chunk", lambda c: c["messageId"] == rid, timeout=10)
+            # the old tab's /clear cancels the reply in flight: it ends with ai-error
+            resp = await old.post("/api/chat-clear", {"userName": old.user_name})
+            assert resp.status_code == 200, resp.text
+            failed = await old.expect("ai-error", lambda e: e["messageId"] == rid, timeout=10)
+            assert isinstance(failed["error"], str) and failed["error"]
+            await wes.expect("ai-stream", lambda d: d["id"] == rid and "error" in d)
+            assert old.seen("ai-complete") == []
+
+        run()
