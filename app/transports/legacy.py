@@ -270,7 +270,12 @@ async def _events(services: Services, wire: LegacyWire, conn: Connection) -> Asy
             return
         parts: list[bytes] = []
         for frame in batch:
-            for name, data in view.translate(frame):
+            try:
+                events = view.translate(frame)
+            except Exception:  # ours, not the tab's: skip the one event, keep the stream
+                log.exception("could not translate a %s event for an SSE-era tab", frame.type)
+                continue
+            for name, data in events:
                 parts.append(b"event: %s\ndata: %s\n\n" % (name.encode(), orjson.dumps(data)))
                 counts[(name, LEGACY_TRANSPORT)] += 1
         latency.observe(time.monotonic() - batch[0].born)
