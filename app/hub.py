@@ -40,6 +40,7 @@ from app.core import (
     Reply,
     SaveBotState,
     Send,
+    Tally,
     parse,
 )
 from app.core.messages import ClientMessage
@@ -622,6 +623,8 @@ class Hub:
                 task.add_done_callback(_log_failure)
                 if self.bots is not None:
                     self.bots.on_toggle(out.name, out.enabled)
+            elif isinstance(out, Tally):
+                self.metrics.cohorts.tally(out.report, out.cohort, out.pair)
             elif isinstance(out, AskBot):
                 if self.bots is None:
                     self.fail(origin, ClientError("ai_unavailable", "no bots here", out.ref))

@@ -28,6 +28,8 @@ from app.bots import routes as bot_routes
 from app.core import Chat, ChatConfig, Rollout
 from app.core.ice import ice_servers
 from app.core.ratelimit import Rate
+from app.core.reports import GuardThresholds
+from app.guard import Guard
 from app.hub import Hub
 from app.logs import configure as configure_logs
 from app.metrics import Metrics
@@ -66,6 +68,7 @@ def chat_config(settings: Settings, node: str = "local") -> ChatConfig:
         rate_chat=Rate(settings.rate_chat, settings.rate_chat_burst),
         rate_signal=Rate(settings.rate_signal, settings.rate_signal_burst),
         rate_other=Rate(settings.rate_other, settings.rate_other_burst),
+        rate_report=Rate(settings.rate_report, settings.rate_report_burst),
         ai_available=True,  # the offline provider needs nothing, so there always is one
     )
 
@@ -78,6 +81,25 @@ def rollout_of(settings: Settings) -> Rollout:
         sse_users=frozenset(settings.sse_users),
         sse_enabled=settings.sse_enabled,
     )
+
+
+def rollout_guard(settings: Settings, hub: Hub) -> Guard:
+    """The guard, its thresholds from settings, its lines on the app's ``/metrics``."""
+    guard = Guard(
+        hub.metrics.cohorts,
+        hub.broker,
+        enabled=settings.rollout_guard,
+        window=settings.rollout_guard_window,
+        thresholds=GuardThresholds(
+            abnormal_closes=settings.rollout_guard_abnormal_closes,
+            failed_resumes=settings.rollout_guard_failed_resumes,
+            call_failures=settings.rollout_guard_call_failures,
+            delivery_p99_ms=settings.rollout_guard_delivery_p99_ms,
+            min_samples=settings.rollout_guard_min_samples,
+        ),
+    )
+    hub.metrics.registry.register(guard)
+    return guard
 
 
 class LastraApp(FastAPI):
@@ -117,17 +139,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     bots = create_bots(settings, hub, personalities)
     hub.bots = bots
-    services = Services(settings, hub, tokens, rollout_of(settings))
+    guard = rollout_guard(settings, hub)
+    services = Services(settings, hub, tokens, rollout_of(settings), guard=guard)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await hub.start()
+        guard.start()
         log.info(
             "lastra chat serving: backend=%s transport=%s", settings.backend, settings.transport
         )
         try:
             yield
         finally:
+            await guard.stop()
             await hub.stop()
 
     app = LastraApp(title="Lastra Chat", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -163,6 +188,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sse.router)
     app.include_router(bot_routes.router)
     app.include_router(ops.router)
+    if settings.test_faults:
+        ops.add_test_routes(app.router)
     if STATIC.is_dir():
         app.mount("/", StaticFiles(directory=STATIC, html=True), name="static")
     return app

@@ -17,10 +17,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from app.cohorts import Cohorts
+
 __all__ = ["Metrics"]
 
 WINDOW_BUCKET = 10.0  # seconds per bucket of the rolling window
-WINDOW_BUCKETS = 60  # ten minutes
+WINDOW_BUCKETS = 360  # an hour: the admin page's longest window
 
 
 class _Counts(Collector):
@@ -51,6 +53,9 @@ class Metrics:
         self.messages_in: defaultdict[tuple[str, str], int] = defaultdict(int)
         self.messages_out: defaultdict[tuple[str, str], int] = defaultdict(int)
         r.register(_Counts(self))
+        # the rollout's per-cohort success figures (client reports, closes): app/cohorts.py
+        self.cohorts = Cohorts()
+        r.register(self.cohorts)
         self.open = Gauge("lastra_connections_open", "Open connections", ["transport"], registry=r)
         self.opened = Counter(
             "lastra_connections_opened", "Connections opened", ["transport"], registry=r
@@ -128,6 +133,7 @@ class Metrics:
         self.closes.labels(str(code), transport).inc()
         if code == 4409:
             self.overflows.labels(transport).inc()
+        self.cohorts.closed(transport, code)
 
     def window(self, minutes: int = 5) -> dict[str, Any]:
         """Per-transport messages, errors and error rate over the last ``minutes``."""

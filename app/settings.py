@@ -78,6 +78,18 @@ class Settings(BaseSettings):
     rate_signal_burst: float = Field(200.0, ge=1)
     rate_other: float = Field(20.0, gt=0)
     rate_other_burst: float = Field(60.0, ge=1)
+    rate_report: float = Field(1.0, gt=0)  # call-outcome and delivery-report
+    rate_report_burst: float = Field(20.0, ge=1)
+
+    # the rollout guard: the WebSocket cohort worse than SSE over the window → assign SSE
+    rollout_guard: bool = False
+    rollout_guard_window: float = Field(300.0, ge=10, le=3600)  # seconds
+    rollout_guard_min_samples: int = Field(20, ge=1)  # WS events before a figure counts
+    rollout_guard_abnormal_closes: float = Field(0.05, ge=0, le=1)  # rate above SSE's
+    rollout_guard_failed_resumes: float = Field(0.02, ge=0, le=1)
+    rollout_guard_call_failures: float = Field(0.10, ge=0, le=1)
+    rollout_guard_delivery_p99_ms: float = Field(500.0, ge=0)  # ms above SSE's p99
+    test_faults: bool = False  # tests only: POST /api/test/fault, behind the admin token
 
     # bots and AI
     ai_provider: Literal["offline", "openai"] = "offline"

@@ -88,6 +88,8 @@ POST_ENDPOINTS = {
     "clear": "/api/chat-clear",
     "ai-request": "/api/ai-request",
     "ready": "/api/chat-ready",
+    "call-outcome": "/api/call-outcome",
+    "delivery-report": "/api/delivery-report",
 }
 
 Envelope = dict[str, Any]

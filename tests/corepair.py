@@ -46,6 +46,7 @@ from app.core import (
     Reply,
     SaveBotState,
     Send,
+    Tally,
     parse,
     parse_data,
 )
@@ -145,6 +146,7 @@ class CorePair:
         self.closes: list[Close] = []
         self.published: list[dict[str, Any]] = []
         self.asks: list[AskBot] = []
+        self.tallies: list[Tally] = []  # validated client reports, as the hub counts them
         self.saved_bots: dict[str, bool] = {}
         self.drafts: list[Draft] = []
         self._keys: dict[tuple[str, str], tuple[str, int]] = {}
@@ -282,6 +284,8 @@ class CorePair:
                 self.saved_bots[out.name] = out.enabled
             elif isinstance(out, AskBot):
                 self.asks.append(out)
+            elif isinstance(out, Tally):
+                self.tallies.append(out)
             elif isinstance(out, Publish):
                 self.published.append(out.fact)
                 if self.hold_facts:

@@ -142,3 +142,9 @@ class Broker(Protocol):
 
     async def heartbeat(self, local_peers: list[dict[str, Any]]) -> list[str]:
         """Prove this process alive; returns dead processes whose peers this one must reap."""
+
+    async def load_flag(self, name: str) -> dict[str, Any] | None:
+        """A flag every process shares (the rollout guard's state), or None if never set."""
+
+    async def save_flag(self, name: str, value: dict[str, Any]) -> None:
+        """Set a shared flag: every process's next :meth:`load_flag` sees it."""

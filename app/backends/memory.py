@@ -85,6 +85,9 @@ class MemoryBroker:
 
     node = "local"
 
+    def __init__(self) -> None:
+        self._flags: dict[str, dict[str, Any]] = {}
+
     async def open(self) -> list[dict[str, Any]]:
         return []
 
@@ -100,3 +103,9 @@ class MemoryBroker:
 
     async def heartbeat(self, local_peers: list[dict[str, Any]]) -> list[str]:
         return []
+
+    async def load_flag(self, name: str) -> dict[str, Any] | None:
+        return self._flags.get(name)
+
+    async def save_flag(self, name: str, value: dict[str, Any]) -> None:
+        self._flags[name] = value

@@ -293,6 +293,7 @@ class RedisBroker:
         self._k_peers = f"{prefix}:peers"
         self._k_node = f"{prefix}:node:"
         self._k_reap = f"{prefix}:reap:"
+        self._k_flag = f"{prefix}:flag:"
         self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._missing_since: dict[str, float] = {}

@@ -20,6 +20,7 @@ from .outputs import (
     Reply,
     SaveBotState,
     Send,
+    Tally,
 )
 from .presence import Peer
 from .rollout import Assignment, Rollout
@@ -45,6 +46,7 @@ __all__ = [
     "Rollout",
     "SaveBotState",
     "Send",
+    "Tally",
     "parse",
     "parse_data",
 ]

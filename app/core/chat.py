@@ -53,9 +53,11 @@ from .outputs import (
     Reply,
     SaveBotState,
     Send,
+    Tally,
 )
 from .presence import Peer, Presence, summarize
 from .ratelimit import Bucket, Rate
+from .reports import CallOutcome, DeliveryReport, cohort_of, pair_of
 
 __all__ = ["LEGACY_TRANSPORT", "Bot", "Chat", "ChatConfig", "Identity"]
 
@@ -100,6 +102,7 @@ class ChatConfig:
     rate_chat: Rate = field(default_factory=lambda: Rate(5, 20))
     rate_signal: Rate = field(default_factory=lambda: Rate(50, 200))
     rate_other: Rate = field(default_factory=lambda: Rate(20, 60))
+    rate_report: Rate = field(default_factory=lambda: Rate(1, 20))
     node: str = "local"
     ai_available: bool = False
 
@@ -312,6 +315,9 @@ class Chat:
         if isinstance(msg, Signal):
             self._limit(user, "signal", now, msg.ref)
             return self._signal(user, peer_id, msg)
+        if isinstance(msg, CallOutcome | DeliveryReport):
+            self._limit(user, "report", now, msg.ref)
+            return self._tally(user, peer_id, msg)
         self._limit(user, "other", now, msg.ref)
         if isinstance(msg, Typing):
             out = self._set_typing(user, msg.is_typing, now)
@@ -416,9 +422,11 @@ class Chat:
         key = (user.user_id, kind)
         bucket = self._buckets.get(key)
         if bucket is None:
-            rate = {"chat": self.config.rate_chat, "signal": self.config.rate_signal}.get(
-                kind, self.config.rate_other
-            )
+            rate = {
+                "chat": self.config.rate_chat,
+                "signal": self.config.rate_signal,
+                "report": self.config.rate_report,
+            }.get(kind, self.config.rate_other)
             if len(self._buckets) >= 100_000:  # bound memory against user-id churn:
                 # a full bucket is the same as a new one, so dropping those is free
                 self._buckets = {k: b for k, b in self._buckets.items() if not b.full(now)}
@@ -478,6 +486,20 @@ class Chat:
             },
         )
         return [Send(target.peer_id, event), *self._ok(msg.ref)]
+
+    def _tally(
+        self, user: Identity, peer_id: str | None, msg: CallOutcome | DeliveryReport
+    ) -> list[Output]:
+        """A report counts for the reporter's transport; a call's, for both ends' pair."""
+        mine = self._own_peer(user, peer_id, msg.ref)
+        pair = None
+        if isinstance(msg, CallOutcome):
+            remote = self.presence.peers.get(msg.peer)
+            theirs = remote.transport if remote is not None else msg.remote_transport
+            if theirs is None:
+                raise ClientError("not_found", "that peer is gone: send remoteTransport", msg.ref)
+            pair = pair_of(mine.transport, theirs)
+        return [Tally(msg, cohort_of(mine.transport), pair), *self._ok(msg.ref)]
 
     def _set_typing(self, user: Identity, typing: bool, now: float) -> list[Output]:
         was = user.user_id in self._typing

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
 from .errors import ClientError
+from .reports import CallOutcome, DeliveryReport, parse_call_outcome, parse_delivery_report
 
 __all__ = [
     "MAX_PROMPT_CHARS",
@@ -21,9 +22,11 @@ __all__ = [
     "AiRequest",
     "Auth",
     "BotToggle",
+    "CallOutcome",
     "Chat",
     "Clear",
     "ClientMessage",
+    "DeliveryReport",
     "MediaState",
     "Ping",
     "Ready",
@@ -121,7 +124,18 @@ class Ready:
 
 
 ClientMessage = (
-    Auth | Chat | Typing | Signal | MediaState | BotToggle | Clear | AiRequest | Ping | Ready
+    Auth
+    | Chat
+    | Typing
+    | Signal
+    | MediaState
+    | BotToggle
+    | Clear
+    | AiRequest
+    | Ping
+    | Ready
+    | CallOutcome
+    | DeliveryReport
 )
 
 
@@ -289,4 +303,6 @@ _PARSERS: Final[dict[str, Callable[[dict[str, Any], str | None], ClientMessage]]
     "ai-request": _ai_request,
     "ping": _ping,
     "ready": _ready,
+    "call-outcome": parse_call_outcome,
+    "delivery-report": parse_delivery_report,
 }

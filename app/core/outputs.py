@@ -16,12 +16,16 @@ The core never sends anything itself. Each call into it returns a list of
 - ``AskBot(bot, prompt, user_id, user_name, ref)``: start a bot reply (the bot
   service streams ``ai-stream`` and appends the final ``chat``); answer the
   requester with ``error ai_unavailable`` if it cannot.
+- ``Tally(report, cohort, pair)``: count a client's validated report in the metrics,
+  for ``cohort`` (the reporter's transport) and, for a call, the transport ``pair``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from .reports import CallOutcome, DeliveryReport
 
 __all__ = [
     "Append",
@@ -35,6 +39,7 @@ __all__ = [
     "Reply",
     "SaveBotState",
     "Send",
+    "Tally",
 ]
 
 
@@ -127,4 +132,11 @@ class Publish:
     fact: dict[str, Any]
 
 
-Output = Send | Broadcast | Reply | Append | Close | SaveBotState | AskBot | Publish
+@dataclass(frozen=True, slots=True)
+class Tally:
+    report: CallOutcome | DeliveryReport
+    cohort: str
+    pair: str | None = None
+
+
+Output = Send | Broadcast | Reply | Append | Close | SaveBotState | AskBot | Publish | Tally

@@ -3,6 +3,8 @@
 Rules, first match wins:
 
 1. SSE disabled            → ws   (reason ``sse-disabled``)
+1b. the guard is tripped   → sse  (``guard``: the WebSocket cohort did worse than SSE;
+                                  see :func:`app.core.reports.compare`)
 2. user in ``sse_users``   → sse  (``sse-user``; the deny list wins over the allow list,
                                   so an operator can always pull one user back)
 3. user in ``ws_users``    → ws   (``ws-user``)
@@ -44,9 +46,11 @@ class Rollout:
     sse_users: frozenset[str] = frozenset()
     sse_enabled: bool = True
 
-    def assign(self, user_id: str) -> Assignment:
+    def assign(self, user_id: str, *, guard_tripped: bool = False) -> Assignment:
         if not self.sse_enabled:
             return Assignment("ws", "sse-disabled")
+        if guard_tripped:
+            return Assignment("sse", "guard")
         if user_id in self.sse_users:
             return Assignment("sse", "sse-user")
         if user_id in self.ws_users:

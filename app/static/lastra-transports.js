@@ -82,6 +82,8 @@ export const POST_ENDPOINTS = Object.freeze({
   clear: '/api/chat-clear',
   'ai-request': '/api/ai-request',
   ready: '/api/chat-ready',
+  'call-outcome': '/api/call-outcome',
+  'delivery-report': '/api/delivery-report',
 });
 
 /**

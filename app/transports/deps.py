@@ -11,9 +11,10 @@ from fastapi.responses import JSONResponse
 from starlette.requests import HTTPConnection
 
 from app.auth import Tokens
-from app.core import ClientError, Identity, Rollout
+from app.core import Assignment, ClientError, Identity, Rollout
 from app.core.errors import HTTP_STATUS
 from app.core.ratelimit import Bucket, Rate
+from app.guard import Guard
 from app.hub import Hub
 from app.settings import Settings
 
@@ -31,6 +32,7 @@ class Services:
     tokens: Tokens
     rollout: Rollout
     session_buckets: dict[str, Bucket] = field(default_factory=dict)
+    guard: Guard | None = None
     _flusher: Flusher | None = None
 
     def flusher(self) -> Flusher:
@@ -49,9 +51,14 @@ class Services:
             bucket = self.session_buckets[ip] = Bucket(rate, now)
         return bucket.take(now)
 
+    def assignment(self, user_id: str) -> Assignment:
+        """The user's transport now: the flag, overruled by a tripped rollout guard."""
+        tripped = self.guard is not None and self.guard.tripped
+        return self.rollout.assign(user_id, guard_tripped=tripped)
+
     def assign(self, user_id: str) -> tuple[str, str]:
         """The user's transport now, counted for the rollout dashboards."""
-        a = self.rollout.assign(user_id)
+        a = self.assignment(user_id)
         self.hub.metrics.assignments.labels(a.transport, a.reason.split(":")[0]).inc()
         return a.transport, a.reason
 

@@ -48,6 +48,8 @@ ENDPOINTS: dict[str, tuple[str, dict[str, Any]]] = {
     "/api/chat-clear": ("clear", {}),
     "/api/ai-request": ("ai-request", {}),
     "/api/chat-ready": ("ready", {}),
+    "/api/call-outcome": ("call-outcome", {}),
+    "/api/delivery-report": ("delivery-report", {}),
 }
 
 SSE_HEADERS = {

@@ -111,7 +111,7 @@ async def _serve(services: Services, scope: Scope, receive: Receive, send: Send)
         hub.metrics.refused.labels("bad-token").inc()
         await _close(send, CLOSE_UNAUTHENTICATED, "bad-token")
         return
-    if services.rollout.assign(identity.user_id).transport != "ws":
+    if services.assignment(identity.user_id).transport != "ws":
         hub.metrics.refused.labels("transport-disabled").inc()
         await _close(send, CLOSE_TRANSPORT, "transport-disabled")
         return
