@@ -105,5 +105,13 @@ def test_old_tab_chats_with_the_websocket_page(
         assert old.evaluate("window.old.clear()")["status"] == 200
         expect(ada.message("Hello, old tab")).to_have_count(0)
         old.wait_for_function("window.old.got.some(([n]) => n === 'clear')")
+
+        # A restart (a deploy): EventSource comes back by itself, and the cookie still binds.
+        srv.restart()
+        old.wait_for_function("window.old.opens >= 2", timeout=20_000)
+        ada.wait_connected("ws", timeout=20_000)
+        again = old.evaluate("window.old.say('Still here after the restart')")
+        assert again["status"] == 200, again
+        ada.expect_once("Still here after the restart")
     finally:
         ctx.close()
