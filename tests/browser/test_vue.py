@@ -114,3 +114,23 @@ def test_vue_app_chats_and_shows_status_across_a_restart(
             "Bea: welcome back",
         ]
     )
+
+
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+def test_vue_error_ref_and_unmount(
+    make_server: Any, open_vue: Any, open_chat: Any, transport: str
+) -> None:
+    """A refused chat shows in `error` (WebSocket: an `error` event; SSE: the POST's 422), and
+    unmounting the component closes the connection the composable opened."""
+    srv = make_server(TRANSPORT=transport)
+    bea = open_chat(srv, "Bea")
+    vue = open_vue(srv, "Vue Cy")
+    expect(vue.get_by_test_id("connected")).to_have_text("true")
+    expect(bea.person("Vue Cy")).to_have_count(1)
+
+    vue.get_by_test_id("draft").fill("   ")
+    vue.get_by_test_id("send").click()
+    expect(vue.get_by_test_id("error")).to_have_text("invalid: data.text must not be empty")
+
+    vue.evaluate("window.vueApp.unmount()")
+    expect(bea.person("Vue Cy")).to_have_count(0)

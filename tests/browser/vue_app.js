@@ -1,11 +1,12 @@
 // The Vue app of tests/browser/test_vue.py: what a Vue user writes with useLastraChat.
 // `status`, `isConnected` and `error` are rendered as they are; every value `status` and
-// `isConnected` take is also recorded (window.seen) by synchronous watchers.
+// `isConnected` take is also recorded (window.seen) by synchronous watchers; window.vueApp
+// lets a test unmount it.
 import { createApp, h, ref, watch } from 'vue';
 import { useLastraChat } from '/lastra-vue.js';
 
 const params = new URLSearchParams(location.search);
-createApp({
+const app = createApp({
   setup() {
     const { status, isConnected, error, send, on } = useLastraChat({
       userName: params.get('name'), reconnectInterval: 100, maxReconnectInterval: 400,
@@ -33,4 +34,6 @@ createApp({
       h('button', { 'data-testid': 'send', disabled: !isConnected.value, onClick: submit }, 'Send'),
     ]);
   },
-}).mount('#app');
+});
+app.mount('#app');
+window.vueApp = app;
