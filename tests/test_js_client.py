@@ -113,3 +113,22 @@ def test_npm_pack_yields_a_package_that_installs(tmp_path: Path) -> None:
     (project / "tsconfig.json").write_text(json.dumps(config))
     checked = tsc(node, project / "tsconfig.json")
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def interface_keys(source: str, name: str) -> set[str]:
+    body = source.split(f"export interface {name} {{", 1)[1].split("\n}", 1)[0]
+    return set(re.findall(r"^  '?([a-z-]+)'?\??:", body, flags=re.M))
+
+
+def test_declarations_name_every_message_of_the_protocol() -> None:
+    """The event and message maps list exactly the types docs/protocol.md §5 and §6 define."""
+    doc = (ROOT / "docs" / "protocol.md").read_text()
+    section5 = doc.split("## 5. Client → server messages", 1)[1].split("## 6.", 1)[0]
+    section6 = doc.split("## 6. Server → client events", 1)[1].split("### `ready`", 1)[0]
+    client_messages = set(re.findall(r"^### `([a-z-]+)`", section5, flags=re.M)) - {"auth"}
+    server_events = set(re.findall(r"^\| `([a-z-]+)` \|", section6, flags=re.M))
+    assert len(client_messages) >= 9 and len(server_events) >= 13
+
+    declarations = (JS_DIR / "lastra-client.d.ts").read_text()
+    assert interface_keys(declarations, "ClientMessageMap") == client_messages
+    assert interface_keys(declarations, "ServerEventMap") == server_events
