@@ -13,11 +13,17 @@ RUN python -m venv /opt/lastra
 ENV PATH=/opt/lastra/bin:$PATH
 
 WORKDIR /src
+# Dependencies from the committed lock only (exact versions, hashes checked), then the
+# package itself without dependencies: the image runs what the test suite ran.
+COPY requirements/runtime.txt requirements/runtime.txt
+RUN pip install --no-cache-dir --require-hashes --no-deps -r requirements/runtime.txt
 # README.md is part of the package metadata (pyproject's `readme`).
 COPY pyproject.toml README.md ./
 COPY app ./app
-RUN pip install . \
- && cd / && python -c "import app.main, app.bots.providers.offline"
+RUN pip install --no-cache-dir --no-deps --no-build-isolation .
+# The installed package imports outside the source tree (no `app/` to shadow it).
+WORKDIR /
+RUN python -c "import app.main, app.bots.providers.offline"
 
 # ---- runtime: the virtualenv, a non-root user, a data volume ----------------------------------
 FROM python:3.11-slim
@@ -40,7 +46,7 @@ COPY --from=build /opt/lastra /opt/lastra
 # The working directory must not contain an `app/` folder (it would shadow the installed
 # package); a `.env` mounted here is read at startup.
 WORKDIR /home/lastra
-USER lastra
+USER 10001:10001
 
 VOLUME /data
 EXPOSE 8000

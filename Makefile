@@ -7,12 +7,14 @@ STAMP  := $(VENV)/.installed-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install run test lint fmt chromium soak bench bench-quick clean
+.PHONY: install run test lint fmt chromium soak bench bench-quick clean lock upgrade image-check
 
-$(STAMP): pyproject.toml
+# Install from the committed lock (requirements/*.txt, pinned with hashes) and from
+# nothing else: the package itself goes in without dependencies or build isolation.
+$(STAMP): requirements/dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --require-hashes --no-deps -r requirements/dev.txt
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -40,19 +42,43 @@ $(JS_DIR)/node_modules/.package-lock.json: $(JS_DIR)/package-lock.json $(JS_DIR)
 	touch $@
 
 lint: install
-	$(BIN)/ruff check app tests bench
-	$(BIN)/ruff format --check app tests bench
+	$(BIN)/ruff check app tests bench scripts
+	$(BIN)/ruff format --check app tests bench scripts
 	$(BIN)/mypy app
 
 fmt: install
-	$(BIN)/ruff format app tests bench
-	$(BIN)/ruff check --fix app tests bench
+	$(BIN)/ruff format app tests bench scripts
+	$(BIN)/ruff check --fix app tests bench scripts
 
-test: install chromium node-deps lint
+test: install chromium node-deps lint image-check
 	$(BIN)/python -m pytest
 
 soak: install
 	LASTRA_SOAK_ROUNDS=$${LASTRA_SOAK_ROUNDS:-20} $(BIN)/python -m pytest -m slow -k fault -s
+
+# The lock (requirements/README.md): `make lock` recompiles it from pyproject.toml's ranges
+# and requirements/*.in, keeping today's pins where they still fit; `make upgrade` moves every
+# pin to the newest release the ranges allow, reinstalls and runs the whole suite.
+# PIP_CONFIG_FILE=/dev/null: hashes come from the public index, not from a local mirror.
+LOCK_ENV  := PIP_CONFIG_FILE=/dev/null CUSTOM_COMPILE_COMMAND="make lock"
+LOCK_ARGS := --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
+lock: install
+	$(LOCK_ENV) $(BIN)/pip-compile -q $(LOCK_ARGS) $(LOCK_FLAGS) --extra dev --extra bench \
+	  -o requirements/dev.txt pyproject.toml requirements/tools.in
+	$(LOCK_ENV) $(BIN)/pip-compile -q $(LOCK_ARGS) $(LOCK_FLAGS) \
+	  -o requirements/runtime.txt pyproject.toml requirements/runtime.in
+
+upgrade:
+	$(MAKE) lock LOCK_FLAGS=--upgrade
+	rm -f $(STAMP)
+	$(MAKE) test
+
+# The Docker image, checked without a Docker engine (scripts/image_check.py): hadolint on the
+# Dockerfile, then the wheel installed from the runtime lock into a new venv outside the repo
+# and run as an unprivileged user from an empty directory, as the image runs it.
+image-check: install
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/python scripts/image_check.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache test-artifacts
@@ -60,13 +86,9 @@ clean:
 # The benchmark (bench/README.md): Lastra's two transports against bare websockets,
 # a naive FastAPI loop, python-socketio and naive sse-starlette. Results, charts and
 # the command line land in bench/results/<mode>/. bench-quick: N=100,1000 (< 2 min);
-# bench: N=100,1000,5000 (< 30 min). py-spy (profiles) is optional.
+# bench: N=100,1000,5000 (< 30 min). Its Python packages and py-spy are in the lock.
 bench: install
-	$(BIN)/python -m pip install -q -e '.[bench]'
-	-$(BIN)/python -m pip install -q py-spy
 	$(BIN)/python -m bench.run --full
 
 bench-quick: install
-	$(BIN)/python -m pip install -q -e '.[bench]'
-	-$(BIN)/python -m pip install -q py-spy
 	$(BIN)/python -m bench.run --quick
