@@ -1,4 +1,4 @@
-"""The two write paths of both adapters (app.transports.direct).
+"""The two write paths of both adapters (app.transports.flush / uvicorn_direct).
 
 ``python -m app`` writes pre-framed bytes straight to uvicorn's transports; any
 other server (here ``uvicorn app.main:app``, whose protocols do not offer the

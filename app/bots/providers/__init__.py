@@ -101,8 +101,8 @@ def make_provider(settings: Settings) -> Provider:
             from .openai_compat import OpenAIProvider
         except ImportError as exc:
             raise RuntimeError(
-                "LASTRA_AI_PROVIDER=openai needs the openai package: "
-                "pip install 'lastra-chat[openai]'"
+                "LASTRA_AI_PROVIDER=openai needs the openai package, a runtime dependency: "
+                "install requirements/runtime.txt (or pip install lastra-chat)"
             ) from exc
         return OpenAIProvider.from_settings(settings)
     from .offline import OfflineProvider
