@@ -88,7 +88,9 @@ TAIL_SLACK = 10_000
 def _client(url: str) -> aioredis.Redis:
     # RESP2 pinned: reply shapes (XREAD as a list of [stream, entries]) stay the same
     # whichever default a redis-py release picks. A blocking pool: a burst of
-    # connects waits for a free connection instead of failing with "Too many".
+    # connects waits for a free connection instead of failing with "Too many". Each
+    # client owns its pool, so closing the store closes its sockets (the plain
+    # constructor would leave them open).
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=64,
@@ -97,7 +99,7 @@ def _client(url: str) -> aioredis.Redis:
         socket_connect_timeout=3,
         protocol=2,
     )
-    return aioredis.Redis(connection_pool=pool)
+    return aioredis.Redis.from_pool(pool)  # owns the pool: ``aclose()`` disconnects it
 
 
 def _seq_of(entry_id: bytes) -> int:
