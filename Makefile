@@ -42,8 +42,8 @@ $(JS_DIR)/node_modules/.package-lock.json: $(JS_DIR)/package-lock.json $(JS_DIR)
 	touch $@
 
 lint: install
-	$(BIN)/ruff check app tests bench scripts
-	$(BIN)/ruff format --check app tests bench scripts
+	$(BIN)/ruff check --no-cache app tests bench scripts
+	$(BIN)/ruff format --no-cache --check app tests bench scripts
 	$(BIN)/mypy app
 
 fmt: install

@@ -17,11 +17,9 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import clients
 import httpx
 import pytest
-from conftest import Server
-
-import clients
 from clients import (
     TIMEOUT,
     SseClient,
@@ -34,6 +32,7 @@ from clients import (
     uniq,
     user_entry,
 )
+from conftest import Server
 
 LEGACY = {"LEGACY_WIRE": "true", "SSE_KEEPALIVE": "0.5", "AI_OFFLINE_DELAY": "0.002"}
 ADMIN = "admin-token-for-the-legacy-tests-0123"

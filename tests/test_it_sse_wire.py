@@ -15,8 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Server, free_port, server_env
-
 from clients import (
     SHARED_SETTINGS,
     QuietServer,
@@ -28,6 +26,7 @@ from clients import (
     shared_server,
     uniq,
 )
+from conftest import Server, free_port, server_env
 
 KEEPALIVE = float(SHARED_SETTINGS["SSE_KEEPALIVE"])
 

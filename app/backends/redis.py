@@ -106,7 +106,6 @@ def _seq_of(entry_id: bytes) -> int:
     return int(entry_id.split(b"-", 1)[0])
 
 
-class RedisStore:
 async def _close_pubsub(pubsub: Any) -> None:
     """``PubSub.aclose()``, behind an ``Any`` on purpose.
 
@@ -117,6 +116,7 @@ async def _close_pubsub(pubsub: Any) -> None:
     await pubsub.aclose()
 
 
+class RedisStore:
     shared = True
 
     def __init__(self, url: str, history_limit: int = 256, prefix: str = "{lastra}") -> None:

@@ -11,8 +11,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
-from fastapi import APIRouter, Request, Response
 import anyio
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Receive, Scope, Send
