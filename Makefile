@@ -84,11 +84,30 @@ clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache test-artifacts
 
 # The benchmark (bench/README.md): Lastra's two transports against bare websockets,
-# a naive FastAPI loop, python-socketio and naive sse-starlette. Results, charts and
-# the command line land in bench/results/<mode>/. bench-quick: N=100,1000 (< 2 min);
-# bench: N=100,1000,5000 (< 30 min). Its Python packages and py-spy are in the lock.
-bench: install
+# a naive FastAPI loop, python-socketio, naive sse-starlette, Node.js `ws` and
+# nginx+nchan. Results, charts and the command line land in bench/results/<mode>/.
+# bench-quick: N=100,1000; bench: N=100,1000,5000. Its Python packages and py-spy are
+# in the lock; bench-peers installs the peers when missing: `ws` from
+# bench/peers/package-lock.json (npm ci), nginx and its nchan module from Debian.
+PEERS_DIR := bench/peers
+NCHAN_SO := /usr/lib/nginx/modules/ngx_nchan_module.so
+
+.PHONY: bench-peers
+bench-peers: $(PEERS_DIR)/node_modules/.package-lock.json $(NCHAN_SO)
+
+$(PEERS_DIR)/node_modules/.package-lock.json: $(PEERS_DIR)/package-lock.json $(PEERS_DIR)/package.json
+	@command -v npm >/dev/null 2>&1 || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
+	cd $(PEERS_DIR) && npm ci --no-audit --no-fund
+
+# Debian's packages; the bench starts nginx itself on its own prefix (never the service)
+$(NCHAN_SO):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	  nginx-light libnginx-mod-nchan
+
+bench: install bench-peers
 	$(BIN)/python -m bench.run --full
 
-bench-quick: install
+bench-quick: install bench-peers
 	$(BIN)/python -m bench.run --quick

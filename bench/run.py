@@ -607,14 +607,17 @@ class Case:
 
     def execute(self, profile: bool) -> dict[str, Any]:
         t0 = time.monotonic()
-        if self.target.redis:
-            # a fresh, empty db 13 and fresh processes: started only now, so that no
-            # parked process holds a Redis subscription during the other cases
-            flush_redis()
+        if self.target.late:
+            # Redis: a fresh, empty db 13 and fresh processes, started only now, so that
+            # no parked process holds a Redis subscription during the other cases.
+            # Node and nginx: started now too (milliseconds), never parked.
+            if self.target.redis:
+                flush_redis()
             self.server.launch(cpus=set())
             self.server.wait_listening(90)
             self.server.repin()
-            time.sleep(0.5)  # the processes find each other (node registry)
+            if self.target.redis:
+                time.sleep(0.5)  # the processes find each other (node registry)
         self.server.wait_listening()
         self.server.resume()
         try:
@@ -736,7 +739,7 @@ class Runner:
         every = [self.ceiling_server] + [
             s
             for s in self.servers.values()
-            if not s.target.redis  # Redis: at case start
+            if not s.target.late  # Redis, Node, nginx: at case start
         ]
         for server in every:
             server.launch(cpus=set())

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +53,20 @@ class Target:
     ours: bool = False
     env: dict[str, str] = field(default_factory=dict)
     procs: int = 1  # server processes; the generator spreads its clients over them
+    runtime: str = "python"  # python (``-m module``) | node (``bench/peers/<module>``) | nginx
+    bots: str = "muted"  # Lastra: "muted" (shyness 0) or "default" (the bundled bots as shipped)
+    selfpub: bool = False  # the server relays bytes (nchan): the client sends the envelope
 
     @property
     def redis(self) -> bool:
         return self.env.get("BACKEND") == "redis"
+
+    @property
+    def late(self) -> bool:
+        """Started at case start, not parked: Redis subscribers and the non-Python peers
+        (nginx's and Node's processes are started in milliseconds; a stopped nginx
+        would still hold its listening socket)."""
+        return self.redis or self.runtime != "python"
 
     def wire(self, port: int, ports: list[int] | None = None) -> dict[str, Any]:
         return {
@@ -66,64 +77,56 @@ class Target:
             "post_path": self.post_path,
             "sse_sep": self.sse_sep,
             "strict": self.strict,
+            "selfpub": self.selfpub,
         }
 
+
+#: Lastra on each transport (memory backend, bots muted); the other Lastra cases vary these.
+OURS_WS = Target(
+    "ours-ws",
+    "Lastra WS",
+    "app",
+    "ws",
+    "/api/chat.ws",
+    strict=True,
+    ours=True,
+    env={**LASTRA_ENV, "TRANSPORT": "ws"},
+)
+OURS_SSE = replace(
+    OURS_WS,
+    key="ours-sse",
+    label="Lastra SSE",
+    proto="sse",
+    path="/api/chat-stream",
+    post_path="/api/chat-message",
+    env={**LASTRA_ENV, "TRANSPORT": "sse"},
+)
 
 TARGETS: dict[str, Target] = {
     t.key: t
     for t in (
         Target("bare", "bare websockets", "bench.baselines.bare_ws", "ws", "/"),
-        Target(
-            "ours-ws",
-            "Lastra WS",
-            "app",
-            "ws",
-            "/api/chat.ws",
-            strict=True,
-            ours=True,
-            env={**LASTRA_ENV, "TRANSPORT": "ws"},
-        ),
-        Target(
-            "ours-sse",
-            "Lastra SSE",
-            "app",
-            "sse",
-            "/api/chat-stream",
-            post_path="/api/chat-message",
-            strict=True,
-            ours=True,
-            env={**LASTRA_ENV, "TRANSPORT": "sse"},
-        ),
-        Target(
-            "ours-ws-redis",
-            "Lastra WS ×1 (Redis)",
-            "app",
-            "ws",
-            "/api/chat.ws",
-            strict=True,
-            ours=True,
+        OURS_WS,
+        OURS_SSE,
+        replace(OURS_WS, key="ours-ws-bots", label="Lastra WS, bots on", bots="default"),
+        replace(OURS_SSE, key="ours-sse-bots", label="Lastra SSE, bots on", bots="default"),
+        replace(
+            OURS_WS,
+            key="ours-ws-redis",
+            label="Lastra WS ×1 (Redis)",
             env={**LASTRA_REDIS_ENV, "TRANSPORT": "ws"},
         ),
-        Target(
-            "ours-ws-redis2",
-            "Lastra WS ×2 (Redis)",
-            "app",
-            "ws",
-            "/api/chat.ws",
-            strict=True,
-            ours=True,
+        replace(
+            OURS_WS,
+            key="ours-ws-redis2",
+            label="Lastra WS ×2 (Redis)",
             env={**LASTRA_REDIS_ENV, "TRANSPORT": "ws"},
             procs=2,
         ),
-        Target(
-            "ours-sse-redis2",
-            "Lastra SSE ×2 (Redis)",
-            "app",
-            "sse",
-            "/api/chat-stream",
-            post_path="/api/chat-message",
-            strict=True,
-            ours=True,
+        replace(
+            OURS_SSE,
+            key="ours-sse-redis2",
+            label="Lastra SSE ×2 (Redis)",
             env={**LASTRA_REDIS_ENV, "TRANSPORT": "sse"},
             procs=2,
         ),
@@ -144,8 +147,29 @@ TARGETS: dict[str, Target] = {
             post_path="/chat",
             sse_sep="\r\n\r\n",
         ),
+        Target("node-ws", "Node.js ws", "ws_server.js", "ws", "/", runtime="node"),
+        Target(
+            "nchan-ws",
+            "nginx+nchan WS",
+            "nchan.conf.in",
+            "ws",
+            "/ws",
+            runtime="nginx",
+            selfpub=True,
+        ),
+        Target(
+            "nchan-sse",
+            "nginx+nchan SSE",
+            "nchan.conf.in",
+            "sse",
+            "/sse",
+            post_path="/pub",
+            runtime="nginx",
+            selfpub=True,
+        ),
     )
 }
+PEERS = ROOT / "bench" / "peers"
 CEILING = Target("ceiling", "generator ceiling (blaster)", "bench.baselines.blaster", "ws", "/")
 
 
@@ -235,13 +259,14 @@ class Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LASTRA_")}
         env.update({f"LASTRA_{k}": v for k, v in self.target.env.items()})
         if self.target.ours:
-            env["LASTRA_DATA_DIR"] = str(self.log_path.parent / f"data-{self.port}")
-            bots = quiet_bots(self.log_path.parent / "bots")
+            env["LASTRA_DATA_DIR"] = str(self.data_dir)
+            bots = (
+                quiet_bots(self.log_path.parent / "bots") if self.target.bots == "muted" else None
+            )
             if bots is not None:
                 env["LASTRA_BOTS_DIR"] = str(bots)
         env["PYTHONUNBUFFERED"] = "1"
-        cmd = [sys.executable, "-m", self.target.module, "--host", "127.0.0.1"]
-        cmd += ["--port", str(self.port), *self.extra]
+        cmd = self.command()
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 cmd,
@@ -253,6 +278,26 @@ class Server:
             )
         self.ps = psutil.Process(self.proc.pid)
         return self
+
+    @property
+    def data_dir(self) -> Path:
+        """Lastra's data directory: kept across a restart of the same server (storm case)."""
+        return self.log_path.parent / f"data-{self.port}"
+
+    def command(self) -> list[str]:
+        """The server's argv: ``python -m``, ``node bench/peers/…`` or nginx on its own prefix."""
+        t = self.target
+        if t.runtime == "node":
+            node = shutil.which("node")
+            if node is None or not (PEERS / "node_modules" / "ws").is_dir():
+                raise RuntimeError("node or bench/peers/node_modules missing: make bench-peers")
+            return [node, str(PEERS / t.module), "--host", "127.0.0.1", "--port", str(self.port)]
+        if t.runtime == "nginx":
+            return nginx_command(
+                PEERS / t.module, self.log_path.parent / f"nginx-{self.port}", self.port
+            )
+        cmd = [sys.executable, "-m", t.module, "--host", "127.0.0.1"]
+        return [*cmd, "--port", str(self.port), *self.extra]
 
     def wait_listening(self, timeout: float = 30.0) -> Server:
         assert self.proc is not None
@@ -354,6 +399,33 @@ class Server:
             return self.log_path.read_text(errors="replace")[-3000:]
         except OSError:
             return ""
+
+
+NCHAN_MODULE = Path("/usr/lib/nginx/modules/ngx_nchan_module.so")
+
+
+def nginx_command(template: Path, prefix: Path, port: int) -> list[str]:
+    """nginx with nchan in the foreground, one process, everything under ``prefix``.
+
+    Not the system service: its own configuration, pid file, logs and temp
+    directories, listening on 127.0.0.1 only.
+    """
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists() or not NCHAN_MODULE.exists():
+        raise RuntimeError("nginx or its nchan module missing: make bench-peers")
+    for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (prefix / sub).mkdir(parents=True, exist_ok=True)
+    conf = template.read_text().replace("@PREFIX@", str(prefix)).replace("@PORT@", str(port))
+    (prefix / "nginx.conf").write_text(conf)
+    return [
+        nginx,
+        "-p",
+        str(prefix),
+        "-e",
+        str(prefix / "error.log"),
+        "-c",
+        str(prefix / "nginx.conf"),
+    ]
 
 
 def flush_redis(url: str = REDIS_URL) -> None:
