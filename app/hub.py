@@ -69,7 +69,8 @@ class Connection:
     """One client connection's outbound side: a bounded queue a writer drains.
 
     ``push`` never awaits, so a broadcast never waits on a slow client; a client
-    whose queue overflows is closed with 4409 and resumes on reconnect. The
+    whose queue overflows (``limit`` frames or ``max_bytes`` bytes, whichever comes
+    first: one signal may carry 64 KiB) is closed with 4409 and resumes on reconnect. The
     writer is either a task awaiting :meth:`next_batch` (SSE, plain ASGI) or a
     ``notify`` callback that writes synchronously (the direct path for both
     transports under ``python -m app``: no task and no event per connection).
@@ -87,10 +88,14 @@ class Connection:
 
     __slots__ = (
         "_abort",
+        "_bytes",
         "_extra",
+        "_extra_bytes",
         "_pending",
+        "_pending_bytes",
         "_queue",
         "_wake",
+        "address",
         "admitted",
         "close_code",
         "close_reason",
@@ -98,6 +103,7 @@ class Connection:
         "identity",
         "last_seq",
         "limit",
+        "max_bytes",
         "notify",
         "on_abort",
         "peer",
@@ -105,10 +111,18 @@ class Connection:
         "transport",
     )
 
+    #: the default byte bound of the queue (the hub sets its own at ``admit``)
+    MAX_BYTES = 4 * 1024 * 1024
+
     def __init__(self, identity: Identity, transport: str, limit: int) -> None:
         self.identity = identity
         self.transport = transport
         self.limit = limit
+        self.max_bytes = self.MAX_BYTES
+        self._bytes = 0  # payload bytes in ``_queue``
+        self._pending_bytes = 0
+        self._extra_bytes = 0
+        self.address = ""  # the client's address, for the per-address cap
         self.peer = Peer(
             "p_" + uuid.uuid4().hex[:16], identity.user_id, identity.user_name, transport
         )
@@ -134,9 +148,11 @@ class Connection:
     def push(self, frame: Frame) -> None:
         if self.closing:
             return
+        size = len(frame.json)
         if self.syncing:
             self._pending.append(frame)
-            if len(self._pending) > self.limit:
+            self._pending_bytes += size
+            if len(self._pending) > self.limit or self._pending_bytes > self.max_bytes:
                 self.close(CLOSE_SLOW, "slow-consumer")
             return
         if frame.seq is not None:
@@ -144,9 +160,13 @@ class Connection:
                 return  # already delivered by replay
             self.last_seq = frame.seq
         queue = self._queue
-        if len(queue) >= self.limit + self._extra:
+        if (
+            len(queue) >= self.limit + self._extra
+            or self._bytes + size > self.max_bytes + self._extra_bytes
+        ):
             self.close(CLOSE_SLOW, "slow-consumer")
             return
+        self._bytes += size
         queue.append(frame)
         if len(queue) == 1:  # a writer is idle only while the queue is empty
             self._signal()
@@ -165,8 +185,10 @@ class Connection:
         still be able to catch up.
         """
         pending, self._pending = self._pending, []
+        self._pending_bytes = 0
         self.syncing = False
         self._extra = len(greeting)
+        self._extra_bytes = sum(len(frame.json) for frame in greeting)
         for frame in greeting:
             self.push(frame)
         for frame in pending:
@@ -181,6 +203,8 @@ class Connection:
         self.close_reason = reason
         if code == CLOSE_SLOW:
             self._queue.clear()
+            self._pending.clear()
+            self._bytes = self._pending_bytes = 0
         if code in (CLOSE_SLOW, CLOSE_HEARTBEAT):
             loop = asyncio.get_running_loop()
             self._abort = loop.call_later(self.ABORT_AFTER, self._run_abort)
@@ -201,7 +225,7 @@ class Connection:
     def take(self) -> list[Frame]:
         """Everything queued, in order; the queue is empty afterwards."""
         batch, self._queue = self._queue, []
-        self._extra = 0
+        self._extra = self._extra_bytes = self._bytes = 0
         return batch
 
     async def next_batch(self, idle: float | None = None) -> list[Frame] | None:
@@ -289,6 +313,8 @@ class Hub:
         metrics: Metrics | None = None,
         max_connections: int = 10_000,
         max_user_connections: int = 20,
+        max_address_connections: int = 100,
+        max_queue_bytes: int = Connection.MAX_BYTES,
     ) -> None:
         from app.backends.memory import MemoryBroker
 
@@ -297,7 +323,10 @@ class Hub:
         self.metrics = metrics or Metrics()
         self.max_connections = max_connections
         self.max_user_connections = max_user_connections
+        self.max_address_connections = max_address_connections
+        self.max_queue_bytes = max_queue_bytes
         self._per_user: dict[str, int] = {}
+        self._per_address: dict[str, int] = {}
         self._admitted = 0
         self._history_cache: tuple[tuple[str, int], Frame, int | None] | None = None
         self._presence_base: _PresenceBase | None = None
@@ -371,19 +400,26 @@ class Hub:
 
         The place is taken now, not at :meth:`attach`, so that concurrent opens
         cannot all pass the caps before any of them is registered; :meth:`detach`
-        (or :meth:`release`) gives it back.
+        (or :meth:`release`) gives it back. ``conn.address`` (set by the transport)
+        counts against the per-address cap: one address cannot hold every place by
+        minting many users.
         """
-        user_id = conn.identity.user_id
+        user_id, address = conn.identity.user_id, conn.address
         if self.closing:
             reason = "server-restart"
         elif self._admitted >= self.max_connections:
             reason = "server-full"
         elif self._per_user.get(user_id, 0) >= self.max_user_connections:
             reason = "too-many-connections"
+        elif address and self._per_address.get(address, 0) >= self.max_address_connections:
+            reason = "address-full"
         else:
             conn.admitted = True
+            conn.max_bytes = self.max_queue_bytes
             self._admitted += 1
             self._per_user[user_id] = self._per_user.get(user_id, 0) + 1
+            if address:
+                self._per_address[address] = self._per_address.get(address, 0) + 1
             return None
         self.metrics.refused.labels(reason).inc()
         return reason
@@ -395,11 +431,9 @@ class Hub:
         conn.admitted = False
         self._admitted -= 1
         user_id = conn.identity.user_id
-        left = self._per_user.get(user_id, 1) - 1
-        if left > 0:
-            self._per_user[user_id] = left
-        else:
-            self._per_user.pop(user_id, None)
+        _decrement(self._per_user, user_id)
+        if conn.address:
+            _decrement(self._per_address, conn.address)
 
     async def attach(self, conn: Connection, last_seq: int | None, epoch: str | None) -> None:
         """Register ``conn`` and queue its greeting: ready, replay or history, snapshots."""
@@ -801,6 +835,15 @@ class Hub:
                 self.run(self.core.tick(time.monotonic()), None)
             except Exception:
                 log.exception("timer tick failed")
+
+
+def _decrement(counts: dict[str, int], key: str) -> None:
+    """One place fewer under ``key``; no entry is kept at zero (bounded memory)."""
+    left = counts.get(key, 1) - 1
+    if left > 0:
+        counts[key] = left
+    else:
+        counts.pop(key, None)
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

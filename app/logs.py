@@ -14,13 +14,38 @@ from typing import Any
 
 import orjson
 
-__all__ = ["configure"]
+__all__ = ["configure", "redact"]
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"color_message"}  # uvicorn's ANSI copy
 
 
-class JsonFormatter(logging.Formatter):
+#: ``scheme://user:password@`` (Redis, database and proxy URLs)
+_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s\"']*):[^@/\s\"']+@")
+
+
+def redact(text: str) -> str:
+    """``text`` without the passwords of the URLs in it, nor ``?token=`` values."""
+    if "@" in text:
+        text = _CREDENTIALS.sub(r"\1:[redacted]@", text)
+    if "token=" in text:
+        text = _TOKEN.sub(r"\1[redacted]", text)
+    return text
+
+
+class TextFormatter(logging.Formatter):
+    """The plain format, redacted like the JSON one."""
+
     def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; every line is redacted (a URL may hide in an exception)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(self._format(record))
+
+    def _format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
@@ -57,7 +82,7 @@ def configure(level: str, fmt: str) -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -33,7 +33,7 @@ from app.guard import Guard
 from app.hub import Hub
 from app.logs import configure as configure_logs
 from app.metrics import Metrics
-from app.security import SecurityHeaders
+from app.security import SecurityHeaders, host_allowed, refuse_host
 from app.settings import Settings
 from app.transports import http, ops, sse, websocket
 from app.transports.deps import Services
@@ -70,6 +70,7 @@ def chat_config(settings: Settings, node: str = "local") -> ChatConfig:
         rate_other=Rate(settings.rate_other, settings.rate_other_burst),
         rate_report=Rate(settings.rate_report, settings.rate_report_burst),
         ai_available=True,  # the offline provider needs nothing, so there always is one
+        moderators=frozenset(settings.moderators),
     )
 
 
@@ -111,6 +112,11 @@ class LastraApp(FastAPI):
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            allowed = self.state.services.settings.allowed_hosts
+            if allowed and not host_allowed(scope, allowed):
+                await refuse_host(scope, receive, send)
+                return
         if websocket.is_chat_ws(scope):
             await websocket.serve(self.state.services, scope, receive, send)
             return
@@ -133,6 +139,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics=Metrics(),
         max_connections=settings.max_connections,
         max_user_connections=settings.max_user_connections,
+        max_address_connections=settings.max_address_connections,
+        max_queue_bytes=settings.outbound_queue_bytes,
         ice_servers=lambda user_id: ice_servers(
             settings.ice_servers, settings.turn_secret, settings.turn_ttl, user_id, time.time()
         ),
@@ -176,11 +184,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             status_code=422,
         )
 
+    @app.exception_handler(ClientDisconnect)
+    async def client_went_away(request: Request, exc: Exception) -> JSONResponse:
+        """The client gave up mid-body: not our fault, one info line.
+
+        Its own handler, not the catch-all below: Starlette re-raises what reaches
+        the catch-all, and uvicorn then logs it again as an ERROR with a traceback.
+        """
+        log.info("client went away during %s", request.url.path)
+        return JSONResponse({"code": "invalid", "message": "incomplete body"}, 400)
+
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
-        if isinstance(exc, ClientDisconnect):  # the client gave up mid-body: not our fault
-            log.info("client went away during %s", request.url.path)
-            return JSONResponse({"code": "invalid", "message": "incomplete body"}, 400)
         log.error("internal error on %s", request.url.path, exc_info=exc)
         return JSONResponse({"code": "internal", "message": "internal error"}, status_code=500)
 

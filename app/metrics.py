@@ -18,11 +18,25 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from app.cohorts import Cohorts
+from app.core.ratelimit import Bucket, Rate
 
-__all__ = ["Metrics"]
+__all__ = ["CLOSE_CODES", "Metrics", "close_label"]
 
 WINDOW_BUCKET = 10.0  # seconds per bucket of the rolling window
 WINDOW_BUCKETS = 360  # an hour: the admin page's longest window
+
+
+#: close codes with their own ``lastra_closes`` series; any other (a client may pick
+#: any of 3000-4999) is counted as ``other``, so clients cannot grow the label set
+CLOSE_CODES = frozenset(
+    {1000, 1001, 1005, 1006, 1008, 1009, 1011, 1012, 1013, 4401, 4403, 4408, 4409}
+)
+#: fresh ``/metrics`` renders: 10 a second, bursts of 30; a flood beyond gets the last one
+RENDERS = Rate(10.0, 30.0)
+
+
+def close_label(code: int) -> str:
+    return str(code) if code in CLOSE_CODES else "other"
 
 
 class _Counts(Collector):
@@ -49,6 +63,8 @@ class _Counts(Collector):
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._rendered: bytes | None = None
+        self._renders = Bucket(RENDERS, time.monotonic())
         r = self.registry
         self.messages_in: defaultdict[tuple[str, str], int] = defaultdict(int)
         self.messages_out: defaultdict[tuple[str, str], int] = defaultdict(int)
@@ -104,7 +120,15 @@ class Metrics:
         )
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The exposition text: fresh within :data:`RENDERS`, else the last render.
+
+        A render walks every series (hundreds of them); an unauthenticated flood of
+        scrapes would otherwise take the event loop from the chat. A scraper (even
+        several) polling every few seconds always gets a fresh render.
+        """
+        if self._rendered is None or self._renders.take(time.monotonic()):
+            self._rendered = generate_latest(self.registry)
+        return self._rendered
 
     # ------------------------------------------------------------ recording
 
@@ -130,7 +154,7 @@ class Metrics:
 
     def disconnected(self, transport: str, code: int) -> None:
         self.open.labels(transport).dec()
-        self.closes.labels(str(code), transport).inc()
+        self.closes.labels(close_label(code), transport).inc()
         if code == 4409:
             self.overflows.labels(transport).inc()
         self.cohorts.closed(transport, code)

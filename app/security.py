@@ -6,9 +6,10 @@ The CSP allows no inline script or style: the bundled page satisfies it.
 
 from __future__ import annotations
 
+import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["CSP", "SecurityHeaders"]
+__all__ = ["CSP", "SecurityHeaders", "host_allowed", "refuse_host"]
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
@@ -41,3 +42,35 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def host_allowed(scope: Scope, allowed: list[str]) -> bool:
+    """``LASTRA_ALLOWED_HOSTS``: the ``Host`` header (port aside) is listed, or matches a
+    ``*.example.com`` entry. Empty list: any host. Stops DNS rebinding, where a page on
+    ``evil.com`` resolves its own name to this server and sends a matching ``Origin``."""
+    if not allowed or "*" in allowed:
+        return True
+    raw = b""
+    for key, value in scope.get("headers") or ():
+        if key == b"host":
+            raw = value
+            break
+    host = raw.decode("latin-1").lower()
+    host = host[: host.rindex("]") + 1] if host.startswith("[") else host.rsplit(":", 1)[0]
+    for entry in allowed:
+        entry = entry.lower()
+        if host == entry or (entry.startswith("*.") and host.endswith(entry[1:])):
+            return True
+    return False
+
+
+async def refuse_host(scope: Scope, receive: Receive, send: Send) -> None:
+    """400 for HTTP; for a WebSocket handshake, a close before accept (HTTP 403)."""
+    if scope["type"] == "websocket":
+        await receive()  # websocket.connect
+        await send({"type": "websocket.close", "code": 4403, "reason": "host-not-allowed"})
+        return
+    body = orjson.dumps({"code": "invalid", "message": "host not allowed"})
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": 400, "headers": headers + HEADERS})
+    await send({"type": "http.response.body", "body": body})

@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(65536, ge=1024)
     sse_keepalive: float = Field(15.0, gt=0)
     outbound_queue: int = Field(1024, ge=16)
+    outbound_queue_bytes: int = Field(4 * 1024 * 1024, ge=65536)  # and in bytes (4409 past it)
     allowed_origins: CommaList = []
 
     # calls: STUN/TURN URLs for browsers, and coturn's use-auth-secret secret
@@ -67,6 +68,16 @@ class Settings(BaseSettings):
     admin_token: str = ""
     max_connections: int = Field(10_000, ge=1)
     max_user_connections: int = Field(20, ge=1)
+    max_address_connections: int = Field(100, ge=1)  # streams per client address
+    # X-Forwarded-For/-Proto are believed only from these (proxy) addresses; empty: none
+    forwarded_allow_ips: CommaList = []
+    allowed_hosts: CommaList = []  # Host header allow-list (DNS rebinding); empty: any
+    moderators: CommaList = []  # userIds allowed to clear and toggle bots; empty: anyone
+    # HTTP framing limits, enforced by ``python -m app``'s protocol
+    max_header_bytes: int = Field(32768, ge=1024)  # request line + headers, in total
+    max_headers: int = Field(100, ge=8)
+    header_timeout: float = Field(10.0, gt=0)  # to receive a request's headers
+    body_timeout: float = Field(30.0, gt=0)  # the longest pause inside a request body
     session_rate: float = Field(0.5, gt=0)  # sessions per second per client IP
     session_burst: float = Field(20.0, ge=1)
     log_format: Literal["json", "text"] = "json"
@@ -112,7 +123,16 @@ class Settings(BaseSettings):
     ntfy_topic: str | None = None
     ntfy_timeout: float = Field(5.0, gt=0)
 
-    @field_validator("ws_users", "sse_users", "allowed_origins", "ice_servers", mode="before")
+    @field_validator(
+        "ws_users",
+        "sse_users",
+        "allowed_origins",
+        "ice_servers",
+        "forwarded_allow_ips",
+        "allowed_hosts",
+        "moderators",
+        mode="before",
+    )
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):

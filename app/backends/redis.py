@@ -30,6 +30,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from app.core import Draft
+from app.logs import redact
 
 from .base import Committed, Record, StoreUnavailable, new_epoch
 
@@ -128,6 +129,7 @@ class RedisStore:
         self._k_events = f"{prefix}:events"
         self._k_idem = f"{prefix}:idem:"
         self._k_bots = f"{prefix}:bots"
+        self._k_probe = f"{prefix}:ready-probe"
         self._epoch = ""
         self._append = self._r.register_script(APPEND)
 
@@ -144,7 +146,7 @@ class RedisStore:
             except RedisError:
                 if time.monotonic() > deadline:
                     raise
-                log.warning("waiting for Redis at %s", self.url)
+                log.warning("waiting for Redis at %s", redact(self.url))
                 await asyncio.sleep(1)
 
     async def _current_epoch(self) -> str:
@@ -156,8 +158,10 @@ class RedisStore:
         await self._r.aclose()
 
     async def ping(self) -> None:
+        """A real write: a read-only replica, ``MISCONF`` or ``OOM`` fail here, as appends
+        would, where ``PING`` still answers."""
         try:
-            await self._r.ping()
+            await self._r.set(self._k_probe, b"1", ex=60)
         except RedisError as exc:
             raise StoreUnavailable(str(exc)) from exc
 

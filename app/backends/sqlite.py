@@ -12,6 +12,7 @@ version ``n`` to ``n + 1`` inside one transaction.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +48,14 @@ MIGRATIONS: list[str] = [
     CREATE TABLE bots (name TEXT PRIMARY KEY, enabled INTEGER NOT NULL);
     """,
 ]
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    """Roll back if a transaction is open. A failed BEGIN or COMMIT may leave none, and
+    ``ROLLBACK`` would then raise "no transaction is active" over the real error."""
+    if db.in_transaction:
+        with contextlib.suppress(sqlite3.Error):  # the error being raised says what went wrong
+            db.execute("ROLLBACK")
 
 
 class SqliteStore:
@@ -124,7 +133,19 @@ class SqliteStore:
         self._pool.shutdown(wait=True)
 
     async def ping(self) -> None:
-        await self._run(lambda db: db.execute("SELECT 1").fetchone())
+        """A real, committed one-row write: a locked database, a read-only file or a full
+        disk fail here as an append would, where ``SELECT 1`` would still pass."""
+
+        def probe(db: sqlite3.Connection) -> None:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('ready_probe', '1')")
+                db.execute("COMMIT")
+            except BaseException:
+                _rollback(db)
+                raise
+
+        await self._run(probe)
 
     # -------------------------------------------------------------- writes
 
@@ -162,7 +183,7 @@ class SqliteStore:
             db.execute("DELETE FROM idempotency WHERE seq <= ?", (seq - IDEMPOTENCY_KEYS,))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)  # never hides the real error (locked, disk full) behind its own
             raise
         self._seq = seq
         return out

@@ -105,6 +105,8 @@ class ChatConfig:
     rate_report: Rate = field(default_factory=lambda: Rate(1, 20))
     node: str = "local"
     ai_available: bool = False
+    #: userIds that may clear the chat and toggle bots; empty: anyone (the original app)
+    moderators: frozenset[str] = frozenset()
 
     def limits(self) -> dict[str, Any]:
         return {
@@ -335,6 +337,8 @@ class Chat:
                 return self._ok(msg.ref)
             peer.ready = True
             return self._peer_changed(peer, now) + self._ok(msg.ref)
+        if isinstance(msg, BotToggle | Clear):
+            self._moderator(user.user_id, msg.ref)
         if isinstance(msg, BotToggle):
             bot = self.bots.get(msg.bot)
             if bot is None:
@@ -414,6 +418,12 @@ class Chat:
         For messages an adapter carries past :meth:`receive` (the legacy wire's signals).
         """
         self._limit(user, kind, now, None)
+
+    def _moderator(self, user_id: str, ref: str | None) -> None:
+        """Clear and bot toggles: anyone, unless ``LASTRA_MODERATORS`` names who may."""
+        moderators = self.config.moderators
+        if moderators and user_id not in moderators:
+            raise ClientError("forbidden", "only moderators may clear the chat or toggle bots", ref)
 
     def _ok(self, ref: str | None) -> list[Output]:
         return [_ack(ref)] if ref is not None else []

@@ -29,6 +29,16 @@ export function append(el, children) {
 
 export const $ = (sel, root = document) => root.querySelector(sel);
 
+// Explicit bidi embeddings, overrides and isolates (U+202A-202E, U+2066-2069): in chat
+// text they make "txt.exe" look like "exe.txt" or a link read as another. Rendered
+// text never carries them; the element's own dir="auto" still handles RTL text.
+const BIDI_CONTROLS = /[\u202A-\u202E\u2066-\u2069]/g;
+
+/** `text` without explicit direction controls (what the page renders of a message). */
+export function neutral(text) {
+  return text.replace(BIDI_CONTROLS, '');
+}
+
 const URL_RE = /\bhttps?:\/\/[^\s<>"'`]+/gi;
 const TRAILING = /[.,;:!?)\]}'"]+$/;
 
@@ -37,6 +47,7 @@ const TRAILING = /[.,;:!?)\]}'"]+$/;
  * Only http: and https: URLs that parse become links; everything else stays text.
  */
 export function linkify(text) {
+  text = neutral(text);
   const frag = document.createDocumentFragment();
   let last = 0;
   for (const match of text.matchAll(URL_RE)) {

@@ -1,6 +1,6 @@
 // The message list: durable chats ordered by seq, then this tab's unsent chats, plus
 // bot replies that stream in place and local notes (/help, "cleared by").
-import { h, linkify, hue, initials, toDate, formatTime } from './dom.js';
+import { h, linkify, neutral, hue, initials, toDate, formatTime } from './dom.js';
 
 const GROUP_MS = 5 * 60 * 1000;
 
@@ -99,7 +99,7 @@ export class MessageList {
       this.root.append(el);
     }
     const text = el.querySelector('.text');
-    if (delta) text.textContent += delta;
+    if (delta) text.textContent += neutral(delta);
     if (done) { el.classList.remove('streaming'); el.removeAttribute('aria-busy'); }
     if (error) {
       el.classList.remove('streaming');
@@ -148,10 +148,10 @@ export class MessageList {
     const avatar = h('div', { class: `avatar hue-${kind === 'bot' ? 'bot' : hue(m.userId || name)}`, 'aria-hidden': 'true' },
       kind === 'bot' ? '✦' : initials(name));
     const meta = h('div', { class: 'meta' },
-      h('span', { class: 'author', 'data-testid': 'message-author' }, name),
+      h('span', { class: 'author', 'data-testid': 'message-author', dir: 'auto' }, neutral(name)),
       kind === 'bot' ? h('span', { class: 'tag' }, 'bot') : null,
       h('time', { datetime: date.toISOString(), title: date.toLocaleString() }, formatTime(date)));
-    const text = h('div', { class: 'text', 'data-testid': 'message-text' });
+    const text = h('div', { class: 'text', 'data-testid': 'message-text', dir: 'auto' });
     text.append(linkify(String(m.text ?? '')));
     const bubble = h('div', { class: 'bubble' }, meta, text);
     if (local) {

@@ -20,6 +20,16 @@ __all__ = ["router"]
 router = APIRouter()
 
 
+#: letters, marks, numbers, punctuation and symbols that still draw nothing: Hangul
+#: fillers, the blank Braille pattern, and the like (Unicode's ``Default_Ignorable`` set)
+_BLANK = frozenset("\u115f\u1160\u17b4\u17b5\u180e\u2800\u3164\uffa0")
+
+
+def _visible(ch: str) -> bool:
+    """Draws something: not a space, control, format (bidi, zero-width) or mark alone."""
+    return unicodedata.category(ch)[0] in "LNPS" and ch not in _BLANK
+
+
 def _clean_name(value: Any) -> str:
     if not isinstance(value, str):
         raise ClientError("invalid", "userName must be a string")
@@ -27,7 +37,9 @@ def _clean_name(value: Any) -> str:
     if not 1 <= len(name) <= 64:
         raise ClientError("invalid", "userName must be 1-64 characters after trimming")
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs") for ch in name):
-        raise ClientError("invalid", "userName must not contain control characters")
+        raise ClientError("invalid", "userName must not contain control or invisible characters")
+    if not any(_visible(ch) for ch in name):
+        raise ClientError("invalid", "userName must contain a visible character")
     return name
 
 

@@ -7,6 +7,7 @@ response body is exactly the ``ack``/``error`` data a WebSocket client would get
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any, cast
@@ -59,17 +60,25 @@ SSE_HEADERS = {
 }
 
 
+#: a resume point's seq: ASCII digits only (``str.isdigit`` also takes ``²``), at most 18
+_SEQ = re.compile(r"[0-9]{1,18}")
+
+
+def _seq(value: str | None) -> int | None:
+    """A seq from a client, or None: never raises, whatever the client sent."""
+    return int(value) if value is not None and _SEQ.fullmatch(value) else None
+
+
 def _resume_point(request: Request) -> tuple[int | None, str | None]:
-    """``Last-Event-ID: <epoch>:<seq>`` wins over ``?lastSeq=&epoch=``."""
+    """``Last-Event-ID: <epoch>:<seq>`` wins over ``?lastSeq=&epoch=``; junk means none."""
     last_id = request.headers.get("last-event-id")
     if last_id and ":" in last_id:
         epoch, _, seq = last_id.rpartition(":")
-        if seq.isdigit():
-            return int(seq), epoch
-    seq_q, epoch_q = request.query_params.get("lastSeq"), request.query_params.get("epoch")
-    if seq_q is not None and seq_q.isdigit():
-        return int(seq_q), epoch_q
-    return None, None
+        if (value := _seq(seq)) is not None:
+            return value, epoch
+    query = request.query_params
+    value = _seq(query.get("lastSeq"))
+    return (value, query.get("epoch")) if value is not None else (None, None)
 
 
 @router.get("/api/chat-stream", response_model=None)
@@ -90,6 +99,7 @@ async def chat_stream(request: Request, services: ServicesDep) -> Response:
         services.hub.metrics.error(exc.code, "sse")
         return error_response(exc)
     conn = Connection(identity, "sse", settings.outbound_queue)
+    conn.address = request.client.host if request.client else ""
     refusal = services.hub.admit(conn)
     if refusal is not None:  # counted as a refusal, not as a client error
         refused = ClientError("rate_limited", f"connection refused: {refusal}")
@@ -168,7 +178,7 @@ class _DirectStream(Response):
 
     Headers and the final empty chunk go through ASGI (middleware sees them);
     everything between is written straight to the socket by
-    :class:`~app.transports.direct.Flusher`, so an open stream costs no task and
+    :class:`~app.transports.flush.Flusher`, so an open stream costs no task and
     no generator, and a broadcast costs one chunk write per stream.
     """
 
@@ -197,7 +207,11 @@ class _DirectStream(Response):
             hub.detach(conn)
             asyncio.get_running_loop().call_later(conn.KILL_AFTER, link.abort)
 
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        except BaseException:
+            hub.release(conn)  # the client left before the stream started
+            raise
         ended = link.bind()
         conn.on_abort = abort
         try:

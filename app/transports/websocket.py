@@ -42,6 +42,7 @@ log = logging.getLogger("lastra.ws")
 PATH = "/api/chat.ws"
 CLOSE_TOO_BIG = 1009
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_INVALID = 1008  # an ``auth`` frame with a token but a bad field (lastSeq, epoch)
 CLOSE_TRANSPORT = 4403
 CLOSE_TRY_LATER = 1013
 
@@ -72,9 +73,14 @@ async def _first_auth(receive: Receive, timeout: float, max_bytes: int) -> Auth 
     if len(raw) > max_bytes:
         return CLOSE_TOO_BIG
     try:
-        msg = parse(decode(raw))
-    except (ValueError, ClientError):
+        obj = decode(raw)
+        msg = parse(obj)
+    except ValueError:
         return CLOSE_UNAUTHENTICATED
+    except ClientError:  # a token that came with a bad resume point is not an auth problem
+        data = obj.get("data") if isinstance(obj, dict) and obj.get("type") == "auth" else None
+        token = data.get("token") if isinstance(data, dict) else None
+        return CLOSE_INVALID if isinstance(token, str) and token else CLOSE_UNAUTHENTICATED
     return msg if isinstance(msg, Auth) else CLOSE_UNAUTHENTICATED
 
 
@@ -100,7 +106,11 @@ async def _serve(services: Services, scope: Scope, receive: Receive, send: Send)
     await send({"type": "websocket.accept"})
     auth = await _first_auth(receive, settings.auth_timeout, settings.max_message_bytes)
     if isinstance(auth, int):
-        reason = {CLOSE_TOO_BIG: "too-large", CLOSE_UNAUTHENTICATED: "auth-required"}.get(auth, "")
+        reason = {
+            CLOSE_TOO_BIG: "too-large",
+            CLOSE_UNAUTHENTICATED: "auth-required",
+            CLOSE_INVALID: "invalid-auth",
+        }.get(auth, "")
         if auth == CLOSE_UNAUTHENTICATED:
             hub.metrics.error("not_authenticated", "ws")
         await _close(send, auth, reason)
@@ -116,6 +126,8 @@ async def _serve(services: Services, scope: Scope, receive: Receive, send: Send)
         await _close(send, CLOSE_TRANSPORT, "transport-disabled")
         return
     conn = Connection(identity, "ws", settings.outbound_queue)
+    client = scope.get("client")
+    conn.address = str(client[0]) if client else ""
     refusal = hub.admit(conn)
     if refusal is not None:
         await _close(send, CLOSE_TRY_LATER, refusal)
