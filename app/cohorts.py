@@ -35,10 +35,13 @@ BUCKETS: Final = 360
 MS_BUCKETS: Final = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 600_000)
 PAIRS: Final = ("ws-ws", "ws-sse", "sse-sse")
 COHORTS: Final = ("ws", "sse")
-#: Close codes that mean a connection failed rather than ended: abnormal closure, server
-#: error, try later, heartbeat timeout, slow consumer, and the web client's own 4000 (it
-#: saw the link die). 1000/1001/1005, a planned restart (1012) and refusals are not.
-ABNORMAL_CLOSES: Final = frozenset({1006, 1011, 1013, 1014, 4000, 4408, 4409})
+#: Close codes that mean the server side of a connection failed: abnormal closure (a proxy
+#: or the network cut it without a close frame), server error, try later, bad gateway,
+#: heartbeat timeout, slow consumer. 1000/1001/1005, a planned restart (1012), refusals
+#: and a client's own codes (the web client's 4000: it went offline) are not: an SSE stream
+#: that a client drops looks like a normal end, so counting those for WebSocket only would
+#: make the cohorts unequal.
+ABNORMAL_CLOSES: Final = frozenset({1006, 1011, 1013, 1014, 4408, 4409})
 
 Key = tuple[str, ...]
 

@@ -39,7 +39,8 @@ function verdict(win) {
 
 async function refresh() {
   const token = sessionStorage.getItem("lastra-admin-token") || "";
-  const res = await fetch("/api/admin/stats", { headers: { Authorization: `Bearer ${token}` } });
+  const minutes = $("minutes").value;
+  const res = await fetch(`/api/admin/stats?minutes=${minutes}`, { headers: { Authorization: `Bearer ${token}` } });
   if (!res.ok) {
     const body = await res.json().catch(() => ({}));
     $("problem").textContent = `Refused: ${body.message || res.status}`;
@@ -68,9 +69,59 @@ async function refresh() {
     win.append(row([t, r.in, r.err, `${(r.errorRate * 100).toFixed(2)}%`, r.conn]));
   }
   verdict(s.window);
+  rollout(s);
   pairs($("server"), [["backend", s.backend], ["process", s.node], ["epoch", s.epoch], ["last seq", s.lastSeq],
     ["outbound queued (max / total)", `${s.outboundQueued.max} / ${s.outboundQueued.total}`]]);
 }
+
+// ---- the five success metrics and the guard (app/scorecard.py, app/guard.py)
+
+function figure(v) {
+  if (v === null || v === undefined) return "—";
+  if (typeof v !== "object") return String(v);
+  return Object.entries(v).map(([k, x]) => `${k} ${x === null ? "—" : x}`).join(", ");
+}
+
+function rollout(s) {
+  const body = $("scorecard").tBodies[0];
+  body.replaceChildren();
+  for (const r of s.scorecard || []) {
+    const tr = row([r.metric, figure(r.ws), figure(r.sse), r.verdict]);
+    tr.dataset.status = r.status;
+    tr.className = r.status;
+    body.append(tr);
+  }
+  const calls = $("pairs").tBodies[0];
+  calls.replaceChildren();
+  for (const [pair, c] of Object.entries(s.callPairs || {})) {
+    calls.append(row([pair, c.connected, c.failed, c.relayed, c.iceRestarts, c.connectP50Ms === null ? "—" : `≤ ${c.connectP50Ms} ms`]));
+  }
+  const g = s.guard, el = $("guard");
+  const reasons = $("guard-reasons");
+  reasons.replaceChildren();
+  if (!g) { el.textContent = "No rollout guard on this server."; return; }
+  el.dataset.tripped = String(Boolean(g.tripped));
+  $("guard-clear").hidden = !g.tripped;
+  if (g.tripped) {
+    el.textContent = `TRIPPED ${new Date(g.at * 1000).toLocaleString()}: every new and reconnecting user gets SSE until you clear it.`;
+    el.className = "warn";
+    for (const r of g.reasons || []) { const li = document.createElement("li"); li.textContent = r; reasons.append(li); }
+  } else {
+    const t = g.thresholds;
+    el.textContent = g.enabled
+      ? `Armed: trips when WebSocket is worse than SSE over ${g.windowSeconds / 60} min by more than +${t.abnormal_closes * 100}% abnormal closes, +${t.failed_resumes * 100}% failed resumes, +${t.call_failures * 100}% call failures or +${t.delivery_p99_ms} ms delivery p99 (after ${t.min_samples} WebSocket events).`
+      : "Off (LASTRA_ROLLOUT_GUARD=false): nothing rolls back by itself.";
+    el.className = "ok";
+  }
+}
+
+$("guard-clear").addEventListener("click", async () => {
+  const token = sessionStorage.getItem("lastra-admin-token") || "";
+  const res = await fetch("/api/admin/guard/clear", { method: "POST", headers: { Authorization: `Bearer ${token}` } });
+  if (!res.ok) { $("problem").textContent = `Clearing refused (${res.status})`; $("problem").hidden = false; }
+  refresh();
+});
+$("minutes").addEventListener("change", () => refresh());
 
 $("login").addEventListener("submit", (e) => {
   e.preventDefault();

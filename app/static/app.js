@@ -122,10 +122,12 @@ function start(userName) {
   if (stored && stored.userName === userName) setMe(stored.userId, stored.userName);
   else setMe(null, userName);
 
-  client = new LastraClient({ userName, autoConnect: false });
+  // Tests (and curious operators) may set how often this page reports delivery figures.
+  const reportInterval = Number(store.get('lastra.reportInterval')) || undefined;
+  client = new LastraClient({ userName, autoConnect: false, ...(reportInterval ? { reportInterval } : {}) });
   window.lastra = client; // handy in the devtools console
   const c = client;
-  calls = new CallManager(c, { meshLimit: meshLimit() });
+  calls = new CallManager(c, { meshLimit: meshLimit(), callFailMs: Number(store.get('lastra.callFailMs')) || undefined });
   window.lastraCall = calls; // calls.stats() in the console shows every connection
   callView.attach(calls);
   const on = (type, fn) => c.on(type, (...args) => { if (client === c) fn(...args); });

@@ -41,6 +41,11 @@
 //   sends an offer with new ICE credentials over the same signaling path.
 // * Our own reconnect gets a new peerId: the others drop the old one from presence, so we
 //   drop every connection too and the mesh re-forms with the new peerId.
+// * Outcomes: each connection reports once, on this page's own transport, with
+//   `call-outcome` (docs/protocol.md): `connected` when it first connects (time from its
+//   creation, direct or relayed candidate pair, ICE restarts so far), or `failed` when it
+//   has not connected within `callFailMs` (default 30 s). The server counts them per
+//   transport pair (ws-ws, ws-sse, sse-sse) for the rollout's call success figure.
 
 export const MESH_LIMIT = 6;
 const DISCONNECTED_GRACE_MS = 3000;
@@ -48,6 +53,7 @@ const FIRST_OFFER_WAIT_MS = 1500;
 // Negotiated but not connected after this long: restart ICE (polite waits longer, so the two
 // sides do not restart at the same moment).
 const STUCK_MS = { impolite: 5000, polite: 8000 };
+const CALL_FAIL_MS = 30000;
 const DEVICES_KEY = 'lastra.devices';
 const NO_MEDIA = Object.freeze({ camera: false, mic: false, screen: false });
 
@@ -59,6 +65,23 @@ function loadDevices() {
 
 function saveDevices(devices) {
   try { localStorage.setItem(DEVICES_KEY, JSON.stringify(devices)); } catch { /* ignore */ }
+}
+
+/** 'relayed' when the selected candidate pair goes through TURN, 'direct' otherwise. */
+async function selectedRoute(pc) {
+  try {
+    const report = await pc.getStats();
+    let pair = null;
+    report.forEach((s) => {
+      if (s.type === 'transport' && s.selectedCandidatePairId) pair = report.get(s.selectedCandidatePairId);
+    });
+    if (!pair) report.forEach((s) => { if (!pair && s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded') pair = s; });
+    if (!pair) return 'unknown';
+    const ends = [report.get(pair.localCandidateId), report.get(pair.remoteCandidateId)];
+    return ends.some((c) => c && c.candidateType === 'relay') ? 'relayed' : 'direct';
+  } catch {
+    return 'unknown';
+  }
 }
 
 /** One RTCPeerConnection to one remote tab, for one stream kind ("camera" or "screen"). */
@@ -83,6 +106,8 @@ class Link {
     this.collisions = 0; // glare seen (offers that crossed ours)
     this._restartTimer = null;
     this._stuckTimer = null;
+    this.reported = null; // 'connected' | 'failed' once its outcome went out
+    this._failTimer = setTimeout(() => mgr._reportOutcome(this, 'failed'), mgr.callFailMs);
     this._firstOfferTimer = waitForOffer ? setTimeout(() => {
       this._firstOfferTimer = null;
       this.waitForOffer = false;
@@ -235,6 +260,7 @@ class Link {
       clearTimeout(this._stuckTimer);
       this._stuckTimer = null;
       if (this.connectedAt === null) this.connectedAt = performance.now();
+      this.mgr._reportOutcome(this, 'connected');
     } else if (state === 'failed') {
       this.restartIce('failed');
     } else if (state === 'disconnected' && !this._restartTimer) {
@@ -291,6 +317,7 @@ class Link {
     clearTimeout(this._restartTimer);
     clearTimeout(this._stuckTimer);
     clearTimeout(this._firstOfferTimer);
+    clearTimeout(this._failTimer);
     const pc = this.pc;
     pc.onnegotiationneeded = pc.onicecandidate = pc.ontrack = null;
     pc.onconnectionstatechange = pc.onsignalingstatechange = null;
@@ -307,6 +334,8 @@ export class CallManager {
   constructor(client, options = {}) {
     this.client = client;
     this.meshLimit = Math.max(2, Math.floor(options.meshLimit || MESH_LIMIT));
+    this.callFailMs = Math.max(1000, Number(options.callFailMs) || CALL_FAIL_MS);
+    this.outcomes = []; // the newest `call-outcome` reports this page sent (diagnostics)
     this.peerId = null;
     this.userId = null;
     this.userName = null;
@@ -804,6 +833,23 @@ export class CallManager {
       if (this._refs.size > 500) this._refs.delete(this._refs.keys().next().value);
     }
     return this.client.send('webrtc-signal', { to, signal, stream }, ref ? { ref } : {});
+  }
+
+  /** Report a connection's outcome once (`call-outcome`, on this page's transport). */
+  async _reportOutcome(link, outcome) {
+    if (link.reported || link.closed) return;
+    link.reported = outcome;
+    clearTimeout(link._failTimer);
+    const data = { peerId: link.remote.peerId, stream: link.stream, outcome, iceRestarts: link.iceRestarts };
+    const p = this.presence.get(link.remote.peerId);
+    if (p && p.transport) data.remoteTransport = p.transport === 'ws' ? 'ws' : 'sse';
+    if (outcome === 'connected') {
+      data.connectMs = Math.max(0, Math.round(link.connectedAt - link.createdAt));
+      data.route = await selectedRoute(link.pc);
+    }
+    this.outcomes.push(data);
+    if (this.outcomes.length > 50) this.outcomes.shift();
+    if (this.client.isConnected) this.client.send('call-outcome', data);
   }
 
   /** Less video bitrate per connection as the mesh grows: the uplink is shared by N-1 copies. */

@@ -17,6 +17,8 @@
 //   reconnectInterval  backoff base in ms (default 1000); delay = random(0, min(30 s, base·2^n))
 //   heartbeatInterval  ping period in ms (default: the server's `ready.heartbeatInterval`)
 //   transport          'auto' (default, follow GET /api/transport) | 'ws' | 'sse'
+//   reportInterval     ms between `delivery-report`s of what this client measured (default
+//                      30000; 0: none). See lastra-reports.js.
 //
 // Properties: status (CONNECTING|OPEN|CLOSING|CLOSED), isConnected, error, transport
 // ('ws'|'sse'|null), fallback (null or {from:'ws', reason}), userId, peerId, epoch, lastSeq,
@@ -53,6 +55,7 @@
 
 import { WsTransport, SseTransport } from './lastra-transports.js';
 import { TabCounter, multiplexed, HTTP1_STREAM_LIMIT } from './lastra-tabs.js';
+import { DeliveryMeter } from './lastra-reports.js';
 
 export const Status = Object.freeze({
   CONNECTING: 'CONNECTING', OPEN: 'OPEN', CLOSING: 'CLOSING', CLOSED: 'CLOSED',
@@ -75,6 +78,7 @@ const DEFAULTS = Object.freeze({
   requestTimeout: 10000,
   fallbackStickyMs: 10 * 60 * 1000,
   transport: 'auto',
+  reportInterval: 30000,
   refreshToken: true,
   storageKey: 'lastra.session',
   outboxKey: 'lastra.outbox',
@@ -157,6 +161,7 @@ export class LastraClient {
     this._wsBrokenReason = null;
     this._tabs = new TabCounter();
     this._outbox = this._loadOutbox();
+    this._meter = new DeliveryMeter();
 
     this._onOnline = () => this._networkChanged(true);
     this._onOffline = () => this._networkChanged(false);
@@ -571,6 +576,7 @@ export class LastraClient {
     if (data.userId) this.userId = data.userId;
     if (data.userName) this.userName = data.userName;
     this.limits = data.limits || null;
+    this._meter.ready(data, Boolean(this.epoch) && this.lastSeq !== null, data.epoch === this.epoch);
     if (this.epoch && data.epoch !== this.epoch) this.lastSeq = null; // history was lost: start over
     this.epoch = data.epoch || null;
     if (!data.recovered) this.lastSeq = null; // a `history` snapshot follows
@@ -584,6 +590,9 @@ export class LastraClient {
     this._setTabLimit(null);
     this._setStatus(Status.OPEN);
     this._startHeartbeat(link, data.heartbeatInterval);
+    if (this.options.reportInterval > 0 && !this._timers.report) {
+      this._setInterval('report', this.options.reportInterval, () => this._report());
+    }
     // Flush after the `ready` handlers have run (see _receive), in original order.
     queueMicrotask(() => { if (this._link === link) this._flushOutbox(); });
   }
@@ -718,6 +727,7 @@ export class LastraClient {
     const data = env.data || {};
     let seq = env.seq;
     if (typeof seq !== 'number' && (env.type === 'chat' || env.type === 'clear')) seq = data.seq;
+    this._meter.received(env, seq, this.lastSeq);
     if (typeof seq === 'number') {
       if (this.lastSeq !== null && seq <= this.lastSeq) return; // already seen
       this.lastSeq = seq;
@@ -730,7 +740,10 @@ export class LastraClient {
         break;
       }
       case 'ack':
-        if (data.clientId) this._acked(data.clientId, data);
+        if (data.clientId) {
+          this._meter.acked(data.clientId);
+          this._acked(data.clientId, data);
+        }
         break;
       case 'error': {
         const item = data.ref && this._outbox.find((m) => m.clientId === data.ref);
@@ -738,7 +751,10 @@ export class LastraClient {
         break;
       }
       case 'chat':
-        if (data.clientId && data.userId && data.userId === this.userId) this._acked(data.clientId, data);
+        if (data.clientId && data.userId && data.userId === this.userId) {
+          this._meter.echoed(data.clientId, data.ts);
+          this._acked(data.clientId, data);
+        }
         break;
       case 'pong':
         this._clearTimer('pong');
@@ -755,8 +771,13 @@ export class LastraClient {
   _transmitChat(item) {
     const link = this._link;
     if (!link) return;
+    this._meter.sent(item.clientId);
     link.send('chat', { text: item.text, clientId: item.clientId }, item.clientId).then(
-      (reply) => { if (reply) this._acked(reply.clientId || item.clientId, reply); },
+      (reply) => {
+        if (!reply) return;
+        this._meter.acked(reply.clientId || item.clientId);
+        this._acked(reply.clientId || item.clientId, reply);
+      },
       (err) => {
         if (err && err.body) this._chatRejected(item, err.body);
         // A network failure leaves it queued: it goes again after the reconnect.
@@ -775,6 +796,13 @@ export class LastraClient {
     this._saveOutbox();
     this._emit('message-state', { ...item, state: 'sent', id: data.id, seq: data.seq });
     this._emitOutbox();
+  }
+
+  /** Send what the meter measured since the last report (`delivery-report`). */
+  _report() {
+    if (!this.isConnected) return;
+    const data = this._meter.take();
+    if (data) this.send('delivery-report', data);
   }
 
   _chatRejected(item, error) {
