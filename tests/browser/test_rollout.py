@@ -128,6 +128,44 @@ def test_a_call_whose_signals_are_dropped_shows_as_failed(make_server: Any, open
     assert [o["outcome"] for o in ada.page.evaluate("lastraCall.outcomes")] == ["failed"]
 
 
+def test_pages_report_delivery_and_resumes_per_transport(make_server: Any, open_chat: Any) -> None:
+    """Every second here (30 s by default): acks, receipts and a resume reach /metrics."""
+    srv, sessions = rollout_server(make_server, sse=("Bea",))
+    fast = "localStorage.setItem('lastra.reportInterval', '1000');"
+    ada = open_chat(srv, "Ada", init_script=fast)
+    bea = open_chat(srv, session=sessions["Bea"], init_script=fast)
+    ada.wait_connected("ws")
+    bea.wait_connected("sse")
+    for chat, text in ((ada, "from Ada"), (bea, "from Bea")):
+        chat.send(text)
+        for other in (ada, bea):
+            other.expect_once(text)
+    for transport in ("ws", "sse"):
+        eventually(
+            lambda t=transport: (
+                metric(srv, "lastra_client_send_ack_seconds_count", transport=t) >= 1
+                and metric(srv, "lastra_client_commit_receive_seconds_count", transport=t) >= 2
+            ),
+            f"{transport} delivery samples",
+        )
+    # Ada drops off and resumes: one recovered resume, nothing lost
+    ada.context.set_offline(True)
+    expect(ada.pill).not_to_have_attribute("data-state", "open")
+    bea.send("while Ada was away")
+    ada.context.set_offline(False)
+    ada.wait_connected("ws")
+    ada.expect_once("while Ada was away")
+    eventually(
+        lambda: (
+            metric(srv, "lastra_client_resumes_total", transport="ws", outcome="recovered") == 1
+        ),
+        "Ada's resume reported",
+    )
+    assert metric(srv, "lastra_client_resumes_total", transport="ws", outcome="lost") == 0
+    assert metric(srv, "lastra_client_replayed_events_total", transport="ws") >= 1
+    assert metric(srv, "lastra_client_seq_gaps_total", transport="ws") == 0
+
+
 # ------------------------------------------------------------------ the guard
 
 
