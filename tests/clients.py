@@ -726,10 +726,10 @@ class SseClient(_EventClient):
                         data.append(value)
                     elif name == "id":
                         event_id = value
-        except httpx.HTTPError:
-            pass
                     elif name == "retry":
                         self.retries.append(value)
+        except httpx.HTTPError:
+            pass
         finally:
             self.closed.set()
             self._arrived.set()

@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from clients import SseClient, WsClient, aio, asession, async_http
 from cluster import cluster
 from conftest import Server
-
-from clients import SseClient, WsClient, aio, asession, async_http
 
 ADMIN = "admin-token-for-tests"
 GUARD = {
