@@ -31,8 +31,9 @@ __all__ = ["main", "protocols"]
 
 log = logging.getLogger("lastra")
 
-#: uvicorn's stock protocols, for a uvicorn the direct path was not tested on
-STOCK: dict[str, Any] = {"http": "auto", "ws": "auto"}
+#: uvicorn's stock protocols, for a uvicorn the direct path was not tested on: h11,
+#: whose ``h11_max_incomplete_event_size`` bounds a request head (httptools has no limit)
+STOCK: dict[str, Any] = {"http": "h11", "ws": "auto"}
 
 
 class _Server(uvicorn.Server):
@@ -50,8 +51,11 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def protocols() -> dict[str, Any]:
+def protocols(settings: Settings | None = None) -> dict[str, Any]:
     """uvicorn's ``http``/``ws`` settings: our direct-write protocols where tested.
+
+    Ours enforce every HTTP limit of ``settings`` (header size and count, header
+    and body timeouts); the stock fallback only the header size, through h11.
 
     The version is read from the installed distribution's metadata; a uvicorn
     whose private classes fail to import is treated as untested too.
@@ -72,9 +76,16 @@ def protocols() -> dict[str, Any]:
             ", ".join(uvicorn_direct.TESTED_MINORS),
         )
         return STOCK
+    settings = settings or Settings()
+    limits = uvicorn_direct.HttpLimits(
+        settings.max_header_bytes,
+        settings.max_headers,
+        settings.header_timeout,
+        settings.body_timeout,
+    )
     # httptools and websockets-sansio, plus direct writes (app.transports.flush)
     return {
-        "http": uvicorn_direct.LastraHttpProtocol,
+        "http": uvicorn_direct.LastraHttpProtocol.with_limits(limits),
         "ws": uvicorn_direct.LastraWebSocketProtocol,
     }
 
@@ -92,10 +103,14 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port,
         log_level=settings.log_level.lower(),
         ws_max_size=settings.max_message_bytes,
-        **protocols(),
+        **protocols(settings),
+        h11_max_incomplete_event_size=settings.max_header_bytes,  # the stock fallback's bound
         ws_ping_interval=None,  # the protocol has its own ping/pong and 4408 timeout
         timeout_graceful_shutdown=5,
-        proxy_headers=True,
+        # X-Forwarded-For/-Proto only from the proxies the operator lists (uvicorn would
+        # trust 127.0.0.1 by default: any local client could pick its address)
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips or None,
         access_log=False,  # it would print SSE URLs with their ?token=; we log connections
         log_config=None,  # keep our JSON logging (app.logs)
     )

@@ -187,3 +187,127 @@ def test_the_redis_password_never_reaches_the_log(servers: Callable[..., Server]
     assert "waiting for Redis" in log, log
     assert password not in log, log
     assert "redis://default:[redacted]@127.0.0.1" in log, log
+
+
+# ------------------------------------------------------------------ holes 3 and 4
+
+
+def raw_connection(srv: Server) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def answer(sock: socket.socket, timeout: float = 5.0) -> bytes:
+    """Everything the server says until it closes (or ``timeout``)."""
+    sock.settimeout(timeout)
+    got = b""
+    with contextlib.suppress(OSError):
+        while chunk := sock.recv(65536):
+            got += chunk
+    return got
+
+
+def send_until_refused(sock: socket.socket, head: bytes, filler: bytes, limit: int) -> int:
+    """Send ``head`` then ``filler`` up to ``limit`` bytes; how much went before the server
+    stopped taking it (a reset, or a full window once it stopped reading)."""
+    sent = 0
+    sock.settimeout(2)
+    with contextlib.suppress(OSError):
+        sock.sendall(head)
+        while sent < limit:
+            sock.sendall(filler)
+            sent += len(filler)
+    return sent
+
+
+def test_huge_and_numerous_headers_are_refused(servers: Callable[..., Server]) -> None:
+    """A 64 MiB header, 100,000 headers, and eight unfinished huge heads: each is answered
+    431 and closed, and the server's memory stays flat; before the fix the first two got
+    200 OK and the eight added 514 MB."""
+    srv = servers()
+    before = rss_kib(srv)
+    with raw_connection(srv) as sock:
+        send_until_refused(
+            sock, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ", b"a" * 65536, 64 << 20
+        )
+        assert answer(sock).startswith(b"HTTP/1.1 431"), "a 64 MiB header was not refused"
+    with raw_connection(srv) as sock:
+        many = b"".join(b"X-%d: v\r\n" % i for i in range(100_000))
+        send_until_refused(sock, b"GET /healthz HTTP/1.1\r\nHost: x\r\n", many, len(many))
+        assert answer(sock).startswith(b"HTTP/1.1 431"), "100,000 headers were not refused"
+    socks = [raw_connection(srv) for _ in range(8)]
+    try:
+        for sock in socks:
+            send_until_refused(sock, b"GET / HTTP/1.1\r\nX-Big: ", b"b" * 65536, 8 << 20)
+        for sock in socks:
+            assert answer(sock).startswith(b"HTTP/1.1 431")
+    finally:
+        for sock in socks:
+            sock.close()
+    grown_mb = (rss_kib(srv) - before) / 1024
+    assert grown_mb < 20, f"RSS grew {grown_mb:.0f} MB"
+    with sync_http() as http:  # and a normal request still passes
+        assert http.get(f"{srv.http}/healthz", headers={"X-Normal": "x" * 4000}).status_code == 200
+
+
+def test_requests_that_never_complete_are_closed(servers: Callable[..., Server]) -> None:
+    """100 idle, 100 slow-header (one byte every 0.4 s) and 40 slow-body connections, with
+    1 s header and body timeouts: the server closes every one within a few seconds, while
+    an SSE stream and a WebSocket opened at the same time stay open. Before the fix none of
+    them was closed after 90 s."""
+    srv = servers(HEADER_TIMEOUT="1", BODY_TIMEOUT="1", SSE_KEEPALIVE="0.5")
+    me = session(srv.http, "Patient")
+    idle = [raw_connection(srv) for _ in range(100)]
+    slow_head = [raw_connection(srv) for _ in range(100)]
+    slow_body = [raw_connection(srv) for _ in range(40)]
+    everything = idle + slow_head + slow_body
+    try:
+        with contextlib.ExitStack() as stack:
+            http = stack.enter_context(sync_http(10))
+            stream = stack.enter_context(
+                http.stream("GET", f"{srv.http}/api/chat-stream", headers=me.bearer)
+            )
+            assert stream.status_code == 200
+            ws = stack.enter_context(connect(srv.ws, proxy=None, close_timeout=0.5))
+            ws.send(json.dumps({"type": "auth", "data": {"token": me.token}}))
+            for sock in slow_head:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            for sock in slow_body:
+                sock.sendall(
+                    b"POST /api/session HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    b'Content-Length: 1000\r\n\r\n{"userName": '
+                )
+            deadline = time.monotonic() + 8
+            open_socks = list(everything)
+            for sock in everything:
+                sock.setblocking(False)
+            while open_socks and time.monotonic() < deadline:
+                for sock in list(open_socks):
+                    try:
+                        if sock.recv(65536) == b"":
+                            open_socks.remove(sock)
+                    except BlockingIOError:
+                        if sock in slow_head:
+                            with contextlib.suppress(OSError):
+                                sock.send(b"X")  # trickle: must not keep it alive
+                    except OSError:
+                        open_socks.remove(sock)
+                time.sleep(0.4)  # the trickle's pace
+            assert not open_socks, f"{len(open_socks)} of {len(everything)} still open"
+            lines = stream.iter_lines()
+            assert next(lines).startswith("retry:")
+            ws.send(json.dumps({"type": "ping", "data": {}, "ref": "still-here"}))
+            while json.loads(ws.recv(timeout=5)).get("type") != "pong":
+                pass
+            # the stream is still alive: its keep-alive comments keep coming
+            seen = []
+            for line in lines:
+                seen.append(line)
+                if line.startswith(": keep-alive"):
+                    break
+            else:
+                raise AssertionError(f"the SSE stream ended: {seen[-5:]}")
+    finally:
+        for sock in everything:
+            sock.close()
