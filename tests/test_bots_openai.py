@@ -471,3 +471,26 @@ async def test_new_messages_are_pushed_to_ntfy(
     assert user_push.headers["title"] == "Ada in Lastra Chat"
     assert bot_push.body == b"pong"
     assert bot_push.headers["title"] == "Sol in Lastra Chat"
+
+
+@aio
+async def test_a_fast_model_is_coalesced_to_ten_deltas_a_second(
+    start: Callable[..., Server], fake: FakeOpenAI
+) -> None:
+    """100 tokens at ~200/s from the real openai client arrive in a handful of deltas."""
+    srv = start()
+    tokens = [f"t{i} " for i in range(100)]
+    fake.respond = lambda request: Script(chunks=tokens, delay=0.005)
+    ada = await join(srv, "Ada")
+    bob = await join(srv, "Bob", "sse")
+    assert (await ada.chat("@sol count for me")).ok
+    [request] = await fake.wait_requests(1)
+    for client in (ada, bob):
+        _, end, deltas = await stream_of(client)
+        assert end.get("done") is True
+        assert "".join(deltas) == "".join(tokens)
+        assert (await bot_chat(client))["text"] == "".join(tokens).strip()
+    await fake.wait(lambda f: request.ended is not None)
+    seconds = (request.ended or 0) - request.started
+    assert len(deltas) <= seconds / 0.1 + 2, (len(deltas), seconds)
+    assert len(deltas) < 20

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
@@ -251,5 +252,124 @@ def test_close_cancels_thinking_and_closes_the_provider_stream() -> None:
         hub.say("Ada", "@sol after close")  # ignored once closed
         assert bots.busy == 0
         assert len(provider.prompts) == 1
+
+    asyncio.run(main())
+
+
+# ------------------------------------------------------------ coalesced streams
+
+
+class Timed(FakeHub):
+    """Also records when each ``ai-stream`` delta went out (monotonic seconds)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.at: list[float] = []
+
+    def broadcast_event(self, event: Event) -> None:
+        if "delta" in event.data:
+            self.at.append(time.monotonic())
+        super().broadcast_event(event)
+
+
+class Trickle(Scripted):
+    """A fast model: ``tokens`` tokens, ``gap`` seconds apart."""
+
+    def __init__(self, tokens: list[str], gap: float) -> None:
+        super().__init__(lambda p: tokens)
+        self.gap = gap
+
+    async def stream(self, prompt: Prompt) -> AsyncGenerator[str, None]:
+        self.prompts.append(prompt)
+        for token in self.reply(prompt):  # type: ignore[union-attr]
+            await asyncio.sleep(self.gap)
+            yield token
+
+
+def timed_room(provider: Scripted, *bots: Any, **kw: Any) -> tuple[Timed, BotRoom]:
+    hub = Timed()
+    service = BotRoom(
+        hub, bots or (SOL,), provider, enabled=lambda n: True, rng=random.Random(1), **kw
+    )
+    hub.bots = service
+    return hub, service
+
+
+def check_stream(hub: Timed, interval: float, seconds: float) -> list[str]:
+    """The deltas: at least ``interval`` apart, few, and exactly the stored reply."""
+    deltas = [e["delta"] for e in hub.events if "delta" in e]
+    [reply] = [c for c in hub.chats if c["kind"] == "bot"]
+    assert "".join(deltas).strip() == reply["text"]
+    # the last delta flushes what is left with the end, at once; the others wait their turn
+    gaps = [b - a for a, b in zip(hub.at, hub.at[1:-1], strict=False)]
+    assert gaps and min(gaps) >= interval * 0.95, gaps
+    assert len(deltas) <= seconds / interval + 2, len(deltas)
+    return deltas
+
+
+def test_a_fast_stream_is_coalesced_to_ten_deltas_a_second_and_stays_exact() -> None:
+    async def main() -> None:
+        tokens = [f"w{i} " for i in range(120)]  # ~240 tokens/s for half a second
+        hub, bots = timed_room(Trickle(tokens, 0.004))
+        t0 = time.monotonic()
+        hub.say("Ada", "@sol go")
+        await hub.until(lambda: any(c["kind"] == "bot" for c in hub.chats))
+        deltas = check_stream(hub, 0.1, time.monotonic() - t0)
+        assert deltas[0] == "w0 "  # the first token goes out at once
+        assert 3 <= len(deltas) < 20  # 120 tokens in a handful of frames
+        assert hub.events[-1].get("done") is True
+        await bots.close()
+
+    asyncio.run(main())
+
+
+def test_a_large_room_gets_fewer_deltas_per_second() -> None:
+    async def main() -> None:
+        tokens = [f"w{i} " for i in range(100)]
+        hub, bots = timed_room(Trickle(tokens, 0.004), audience=lambda: 5_000)
+        t0 = time.monotonic()
+        hub.say("Ada", "@sol go")
+        await hub.until(lambda: any(c["kind"] == "bot" for c in hub.chats))
+        check_stream(hub, 0.2, time.monotonic() - t0)  # 5,000 connections: 5 deltas/s
+        await bots.close()
+
+    asyncio.run(main())
+
+
+def test_a_slow_stream_is_not_held_back() -> None:
+    async def main() -> None:
+        hub, bots = timed_room(Trickle(["a ", "b ", "c"], 0.15))
+        hub.say("Ada", "@sol go")
+        await hub.until(lambda: any(c["kind"] == "bot" for c in hub.chats))
+        assert [e["delta"] for e in hub.events if "delta" in e] == ["a ", "b ", "c"]
+        await bots.close()
+
+    asyncio.run(main())
+
+
+def test_an_interjection_waits_in_line_at_most_once() -> None:
+    async def main() -> None:
+        gate = asyncio.Event()
+
+        class Held(Scripted):
+            async def stream(self, prompt: Prompt) -> AsyncGenerator[str, None]:
+                self.prompts.append(prompt)
+                await gate.wait()
+                yield "hm"
+
+        eager = parse_personality(bot_yaml("eager", shyness=1.0), "eager.yaml")
+        provider = Held(lambda p: [])
+        hub, bots = room(provider, CHATTY, eager, SOL)
+        for text in ("one", "two", "three", "four"):  # interjectors alternate
+            hub.say("Ada", text)
+            await asyncio.sleep(0)  # messages arrive apart: the speaker takes the first
+        # the first speaks (thinking), the second waits in line, the rest stay silent
+        assert bots.busy == 2
+        hub.say("Ada", "@sol and you?")  # asked: never skipped
+        assert bots.busy == 3
+        gate.set()
+        await hub.until(lambda: bots.busy == 0)
+        assert len([c for c in hub.chats if c["kind"] == "bot"]) == 3
+        await bots.close()
 
     asyncio.run(main())

@@ -55,4 +55,5 @@ def create_bots(settings: Settings, hub: Hub, personalities: list[Personality]) 
         rng=random.Random(settings.ai_seed),
         history=history,
         notifier=notifier,
+        audience=lambda: len(hub.conns),  # this process's fan-out: sets the delta interval
     )

@@ -9,7 +9,15 @@ events of two turns never interleave. For every turn, clients see (PROTOCOL §6)
                                        + chat {id, kind: "bot", text, ...}  (durable)
                                  or    ai-stream {id, bot, error}
 
-Deltas that piled up while a turn waited its turn go out as one delta. A failed
+Deltas are coalesced (docs/protocol.md §6): the first goes out at once, the
+next no sooner than :data:`STREAM_INTERVAL` later (longer in rooms of more than
+:data:`STREAM_AUDIENCE` connections, so one stream costs the room at most about
+``STREAM_AUDIENCE / STREAM_INTERVAL`` deliveries per second), carrying every
+token that arrived meanwhile; the end flushes what is left, so the deltas
+concatenate to exactly the stored text whatever the provider's token rate.
+Deltas that piled up while a turn waited its turn go out as one delta. An
+interjection (nobody asked) is skipped while another one waits in line: a busy
+room gets one unprompted reply at a time, not a queue of them. A failed
 ``ai-request`` also answers the requester with ``error ai_unavailable``; an
 interjection that fails before saying anything fails quietly (nobody asked).
 Turns are cancelled, upstream request included, when their bot is disabled,
@@ -44,6 +52,12 @@ from .triggers import CHAIN_LIMIT, Triggers
 __all__ = ["BotRoom", "History", "Room"]
 
 log = logging.getLogger("lastra.bots")
+
+STREAM_INTERVAL = 0.1
+"""Least seconds between two ``ai-stream`` deltas of one reply: at most ~10 frames/s."""
+
+STREAM_AUDIENCE = 2_500
+"""Above this many connections the interval grows with the room (``n / 25,000`` s at 0.1)."""
 
 History = Callable[[int], Awaitable[list[dict[str, Any]]]]
 """``await history(n)``: the newest ``n`` stored chat data objects, oldest first."""
@@ -84,6 +98,7 @@ class Turn:
     cancelled: str | None = None
     ended: bool = False
     length: int = 0
+    speaking: bool = False  # the speaker is putting it on the wire
 
     def end(self, error: str | None = None) -> None:
         """Queue the end of the stream (once)."""
@@ -109,6 +124,8 @@ class BotRoom:
         notifier: Notifier | None = None,
         max_turns: int = 16,
         clock: Callable[[], float] = time.time,
+        stream_interval: float = STREAM_INTERVAL,
+        audience: Callable[[], int] | None = None,
     ) -> None:
         self._room = room
         self.personalities = {p.name: p for p in personalities}
@@ -120,6 +137,8 @@ class BotRoom:
         self._notifier = notifier
         self.max_turns = max_turns
         self._clock = clock
+        self.stream_interval = stream_interval
+        self._audience = audience
         self._lines: deque[Line] = deque(maxlen=context_messages + 64)
         self._last_seq = 0
         self._seeded = history is None
@@ -146,6 +165,9 @@ class BotRoom:
         for wake in self.triggers.on_message(data, self.is_enabled):
             if len(self._turns) >= self.max_turns:
                 log.warning("too many bot replies in flight; %s stays silent", wake.bot)
+                break
+            if wake.reason == "interject" and self._interjection_waiting():
+                log.debug("an interjection already waits in line; %s stays silent", wake.bot)
                 break
             bot = self.personalities[wake.bot]
             self._start(bot, wake.reason, asker, upto=int(data.get("seq", self._last_seq)))
@@ -227,6 +249,15 @@ class BotRoom:
         """Replies started and not yet finished on the wire."""
         return len(self._turns)
 
+    def _interjection_waiting(self) -> bool:
+        """An interjection is started but not yet on the wire (waiting for the speaker)."""
+        return any(t.reason == "interject" and not t.speaking for t in self._turns.values())
+
+    def _interval(self) -> float:
+        """Seconds between two deltas of a stream: longer in rooms above STREAM_AUDIENCE."""
+        n = self._audience() if self._audience is not None else 0
+        return self.stream_interval * max(1.0, n / STREAM_AUDIENCE)
+
     # ---------------------------------------------------------------- turns
 
     def _start(
@@ -296,18 +327,23 @@ class BotRoom:
 
     async def _say(self, turn: Turn) -> None:
         bot = turn.bot
-        text = ""
+        turn.speaking = True
+        text = ""  # what went out
+        pending = ""  # arrived, held until ``due``
+        due = 0.0  # monotonic time the next delta may go out
         while True:
-            item: str | _End | None = await turn.queue.get()
-            delta = ""
-            while isinstance(item, str):  # coalesce what piled up while waiting in line
-                delta += item
+            wait = due - time.monotonic() if pending else None
+            item = await _next(turn.queue, wait)
+            while isinstance(item, str):  # coalesce what piled up
+                pending += item
                 item = turn.queue.get_nowait() if not turn.queue.empty() else None
             if turn.cancelled is not None:
-                delta, item = "", _End(turn.cancelled)
-            if delta:
-                text += delta
-                self._stream(turn, {"delta": delta})
+                pending, item = "", _End(turn.cancelled)
+            if pending and (item is not None or time.monotonic() >= due):
+                text += pending
+                self._stream(turn, {"delta": pending})
+                pending = ""
+                due = time.monotonic() + self._interval()
             if item is None:
                 continue
             error = item.error
@@ -390,6 +426,16 @@ class BotRoom:
         self._lines.extend(merged[seq] for seq in sorted(merged))
         if merged:
             self._last_seq = max(self._last_seq, max(merged))
+
+
+async def _next(queue: asyncio.Queue[str | _End], timeout: float | None) -> str | _End | None:
+    """The next queued item, or ``None`` once ``timeout`` seconds passed (``None``: wait)."""
+    if timeout is None:
+        return await queue.get()
+    if timeout > 0:
+        with contextlib.suppress(TimeoutError):
+            return await asyncio.wait_for(queue.get(), timeout)
+    return queue.get_nowait() if not queue.empty() else None
 
 
 def _line(data: dict[str, Any]) -> Line | None:
