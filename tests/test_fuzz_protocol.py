@@ -91,6 +91,28 @@ FIELDS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
     "ai-request": {"prompt": TEXT | LONG_TEXT, "bot": st.sampled_from(BOTS)},
     "ping": {"t": st.integers(-(2**53), 2**53) | st.floats(allow_nan=False) | st.text(max_size=70)},
     "ready": {},
+    "call-outcome": {
+        "peerId": PEER,
+        "stream": st.sampled_from(["camera", "screen", "tv"]),
+        "outcome": st.sampled_from(["connected", "failed", "meh"]),
+        "connectMs": either(st.integers(-5, 700_000)),
+        "route": st.sampled_from(["direct", "relayed", "unknown", "pigeon"]),
+        "iceRestarts": either(st.integers(-1, 1001)),
+        "remoteTransport": st.sampled_from(["ws", "sse", "smoke"]),
+    },
+    "delivery-report": {
+        "sendToAckMs": either(st.lists(st.integers(-1, 700_000) | st.floats(), max_size=70)),
+        "commitToReceiveMs": either(st.lists(st.integers(0, 600_000), max_size=3)),
+        "resumes": either(
+            st.lists(
+                st.fixed_dictionaries(
+                    {"recovered": either(st.booleans())},
+                    optional={"replayed": either(st.integers(-1, 10**6)), "gaps": JSON},
+                ),
+                max_size=18,
+            )
+        ),
+    },
     "auth": {"token": st.sampled_from(["good", "junk"]), "lastSeq": st.integers(-1, 10**6)},
 }
 TYPES = [t for t in FIELDS if t != "auth"] + ["auth"]

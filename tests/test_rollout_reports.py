@@ -234,6 +234,18 @@ async def trip_and_clear(trip_on: Server, others: list[Server]) -> None:
         stats = (await admin(srv, "GET", "/api/admin/stats?minutes=10")).json()
         assert stats["guard"]["tripped"] is True
         assert any("abnormal closes" in r for r in stats["guard"]["reasons"])
+        assert [r["metric"] for r in stats["scorecard"]] == [
+            "features work",
+            "resources per connection",
+            "message latency (p99)",
+            "call success",
+            "no loss at reconnect",
+        ]
+        assert {r["status"] for r in stats["scorecard"]} <= {"ok", "warn", "unknown"}
+        resources = stats["scorecard"][1]
+        if resources["status"] != "unknown":  # bench/results present: measured per transport
+            assert resources["ws"]["rssKbPerConn"] > 0 and resources["sse"]["rssKbPerConn"] > 0
+        assert stats["process"]["rssKb"] > 0
     assert "rollout guard tripped" in trip_on.log()
     assert "abnormal closes 100.0% (3/3)" in trip_on.log()
 
