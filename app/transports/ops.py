@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import time
@@ -12,7 +13,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.core import ClientError
-from app.cost import Sampler, load_bench_cost
+from app.cost import BenchCost, Sampler, load_bench_cost
 from app.scorecard import scorecard
 
 from .deps import STATIC, Services, ServicesDep, bearer, error_response
@@ -22,8 +23,13 @@ __all__ = ["router"]
 router = APIRouter()
 log = logging.getLogger("lastra.ops")
 
-_BENCH = load_bench_cost()  # read once: the files change only with a new benchmark run
 _SAMPLER = Sampler()
+
+
+@functools.cache
+def _bench() -> BenchCost | None:
+    """Read on first use, once: the files change only with a new benchmark run."""
+    return load_bench_cost()
 
 
 @router.get("/metrics", response_model=None)
@@ -110,7 +116,7 @@ def _rollout_figures(
     errors = metrics.window(minutes)["byTransport"]
     return {
         "minutes": minutes,
-        "scorecard": scorecard(errors, summary["cohorts"], connections, _BENCH, live),
+        "scorecard": scorecard(errors, summary["cohorts"], connections, _bench(), live),
         "cohorts": summary["cohorts"],
         "callPairs": summary["pairs"],
         "process": live,
