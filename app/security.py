@@ -50,12 +50,12 @@ def host_allowed(scope: Scope, allowed: list[str]) -> bool:
     ``evil.com`` resolves its own name to this server and sends a matching ``Origin``."""
     if not allowed or "*" in allowed:
         return True
-    raw = b""
-    for key, value in scope.get("headers") or ():
-        if key == b"host":
-            raw = value
-            break
-    host = raw.decode("latin-1").lower()
+    hosts = [value for key, value in scope.get("headers") or () if key == b"host"]
+    return bool(hosts) and all(_listed(raw.decode("latin-1").lower(), allowed) for raw in hosts)
+
+
+def _listed(host: str, allowed: list[str]) -> bool:
+    """``host`` (port aside) is an entry, or under a ``*.example.com`` one."""
     host = host[: host.rindex("]") + 1] if host.startswith("[") else host.rsplit(":", 1)[0]
     for entry in allowed:
         entry = entry.lower()
