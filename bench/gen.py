@@ -72,6 +72,10 @@ class Client(asyncio.Protocol):
         self.close_code: int | None = None
         self.handshaken = False
         self.head = b""
+        self.epoch: str | None = None  # from ready: sent back with lastSeq to resume
+        self.recovered: bool | None = None
+        self.resume = False  # send lastSeq and epoch in auth (a storm's reconnect)
+        self.users: set[str] | None = None  # the storm's observer: its presence list
 
     # -- transport callbacks shared by all kinds --------------------------------
 
@@ -83,6 +87,8 @@ class Client(asyncio.Protocol):
         self.closed = True
         if not self.ready.done():
             self.ready.set_exception(ConnectionError(f"closed before ready ({exc})"))
+        elif self.w.storm is not None:
+            self.w.storm.lost(self)
 
     def opened(self) -> None:
         raise NotImplementedError
@@ -128,10 +134,22 @@ class Client(asyncio.Protocol):
             w.acks += 1
         elif buf.startswith(b'{"type":"ready"', s):
             data = orjson.loads(buf[s:e]).get("data") or {}
-            if w.strict and isinstance(data.get("lastSeq"), int):
+            self.epoch = data.get("epoch")
+            self.recovered = data.get("recovered")
+            # resumed: the replay follows, so our own lastSeq stays the reference
+            if w.strict and isinstance(data.get("lastSeq"), int) and not self.recovered:
                 self.last = data["lastSeq"]
             if not self.ready.done():
                 self.ready.set_result(now)
+        elif self.users is not None and buf.startswith(b'{"type":"presence', s):
+            data = orjson.loads(buf[s:e]).get("data") or {}
+            if "users" in data:
+                self.users = {u["userId"] for u in data["users"]}
+            for u in data.get("upsert") or ():
+                self.users.add(u["userId"])
+            self.users.difference_update(data.get("remove") or ())
+            if w.storm is not None:
+                w.storm.presence(self, now)
         elif buf.startswith(b'{"type":"history"', s):
             if w.strict:
                 msgs = (orjson.loads(buf[s:e]).get("data") or {}).get("messages") or []
@@ -205,7 +223,10 @@ class WSClient(Client):
                 if not self.ready.done():
                     self.ready.set_result(now_ns())
             elif not w.sio:
-                self.send_frame(b'{"type":"auth","data":{"token":"' + self.token.encode() + b'"}}')
+                auth: dict[str, Any] = {"token": self.token}
+                if self.resume and self.last is not None and self.epoch:
+                    auth.update(lastSeq=self.last, epoch=self.epoch)
+                self.send_frame(orjson.dumps({"type": "auth", "data": auth}))
             if not data:
                 return
         if self.big_need:  # a large frame (a presence snapshot): join once, not per read
@@ -459,6 +480,7 @@ class Worker:
         self.idle: deque[Poster] = deque()
         self.reads = 0
         self.coalesce_s = 0.001
+        self.storm: Storm | None = None
         self.reset_counters()
         self.configure({"proto": "ws", "port": 0, "path": "/", "strict": False})
         self.coalescer = self.loop.create_task(self._coalesce())
@@ -782,6 +804,28 @@ class Worker:
             return {"stalled": 1, "closed": False, "reopened": reopened}
         return {"stalled": 0}
 
+    async def cmd_storm_arm(
+        self, users: int, base: float = 1.0, cap: float = 30.0
+    ) -> dict[str, Any]:
+        """From now on a closed client comes back as the bundled client does (full jitter)."""
+        live = [c for c in self.clients if isinstance(c, WSClient) and not c.closed]
+        self.storm = Storm(self, users, base, cap)
+        if self.wid == 0 and live:
+            live[0].users = set()  # the observer: is presence complete again?
+        return {"armed": len(live)}
+
+    async def cmd_storm_wait(self, timeout: float) -> dict[str, Any]:
+        """Wait until every closed client is back (``ready``) and presence converged."""
+        st = self.storm
+        assert st is not None
+        deadline = self.loop.time() + timeout
+        while self.loop.time() < deadline and not st.finished():  # noqa: ASYNC110 - polls callbacks' counters
+            await asyncio.sleep(0.01)
+        self.storm = None
+        for t in st.tasks:
+            t.cancel()
+        return st.report()
+
     async def cmd_check(self) -> dict[str, Any]:
         rows = [(c.last, c.gaps, c.dups, c.closed, c.staller) for c in self.clients]
         return {"rows": rows, "close_codes": dict(self.close_codes), "errors": dict(self.errors)}
@@ -816,6 +860,88 @@ class Worker:
                 self.pipe.send({"ok": True, **result})
             except (Exception, asyncio.CancelledError) as exc:  # report, keep serving
                 self.pipe.send({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+
+
+class Storm:
+    """A restart storm: every client the server closes reconnects with the bundled
+    client's backoff (``app/static/lastra-client.js``): attempt n waits
+    ``random() × min(cap, base × 2^n)`` seconds (full jitter), n = 0 after a ``ready``,
+    and resumes with ``lastSeq`` + ``epoch`` in ``auth``."""
+
+    def __init__(self, w: Worker, users: int, base: float, cap: float) -> None:
+        self.w = w
+        self.users = users
+        self.base = base
+        self.cap = cap
+        self.t_first_close = 0
+        self.back: list[int] = []  # ready times (ns)
+        self.recovered = 0
+        self.attempts: Counter[int] = Counter()
+        self.failures: Counter[str] = Counter()
+        self.gone = 0
+        self.t_converged = 0
+        self.observer: Client | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def lost(self, old: Client) -> None:
+        if not isinstance(old, WSClient) or old.staller:
+            return
+        self.gone += 1
+        if not self.t_first_close:
+            self.t_first_close = now_ns()
+        task = self.w.loop.create_task(self.rejoin(old))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def rejoin(self, old: WSClient) -> None:
+        w = self.w
+        attempt = 0
+        while True:
+            await asyncio.sleep(random.random() * min(self.cap, self.base * 2**attempt))
+            attempt += 1
+            new = WSClient(w, old.idx, old.token, False, old.port)
+            new.last, new.epoch, new.resume = old.last, old.epoch, True
+            if old.users is not None:
+                new.users = set()
+                self.observer = new
+            try:
+                await asyncio.wait_for(w._open(lambda n=new: n, False, old.port), 10)
+                t = await asyncio.wait_for(new.ready, 10)
+            except Exception as exc:
+                self.failures[type(exc).__name__] += 1
+                if new.tr is not None:
+                    new.tr.abort()
+                continue
+            self.back.append(t)
+            self.attempts[attempt] += 1
+            self.recovered += bool(new.recovered)
+            w.clients[w.clients.index(old)] = new
+            if new.users is not None:
+                self.presence(new, t)
+            return
+
+    def presence(self, client: Client, now: int) -> None:
+        if client is self.observer and client.users is not None:
+            if len(client.users) >= self.users and not self.t_converged:
+                self.t_converged = now
+            elif len(client.users) < self.users:
+                self.t_converged = 0
+
+    def finished(self) -> bool:
+        return bool(self.gone) and len(self.back) >= self.gone and bool(self.t_converged)
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "closed": self.gone,
+            "back": len(self.back),
+            "recovered": self.recovered,
+            "t_first_close": self.t_first_close,
+            "t_last_ready": max(self.back) if self.back else 0,
+            "t_converged": self.t_converged,
+            "attempts": dict(self.attempts),
+            "failures": dict(self.failures),
+            "observer_users": len(self.observer.users or ()) if self.observer else 0,
+        }
 
 
 def worker_main(wid: int, pipe: Pipe, cpus: list[int], max_life: float, nice: int = 0) -> None:

@@ -573,6 +573,59 @@ class Case:
             "reopened": reopened,
         }
 
+    def storm(self) -> dict[str, Any]:
+        """SIGTERM with N clients connected, a new process on the same port and data:
+        how long until every client is back with ``recovered: true`` and presence is whole.
+
+        The clients come back as the bundled client does (full-jitter backoff, resuming
+        with ``lastSeq`` + ``epoch``); the clock starts at the SIGTERM.
+        """
+        gen, srv = self.gen, self.server
+        gen.call("storm_arm", 10, {"users": self.connected})
+        assert srv.proc is not None
+        cpu0 = srv.cpu()
+        t0 = time.monotonic_ns()
+        srv.proc.send_signal(signal.SIGTERM)
+        try:
+            srv.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            srv.kill()
+        t_exit = time.monotonic_ns()
+        srv.launch()  # same port, same data directory, pinned like the first
+        srv.wait_listening(60)
+        t_listen = time.monotonic_ns()
+        (r,) = gen.call("storm_wait", 130, {"timeout": 120})
+        cpu1 = srv.cpu()
+
+        def s(t: int) -> float | None:
+            return (t - t0) / 1e9 if t else None
+
+        out = {
+            "n": self.connected,
+            "closed": r["closed"],
+            "back": r["back"],
+            "recovered": r["recovered"],
+            "exit_s": s(t_exit),
+            "listen_s": s(t_listen),
+            "first_close_s": s(r["t_first_close"]),
+            "all_ready_s": s(r["t_last_ready"]),
+            "converged_s": s(r["t_converged"]),
+            "back_s": max(s(r["t_last_ready"]) or math.inf, s(r["t_converged"]) or math.inf),
+            "new_process_cpu_s": cpu1,
+            "old_process_cpu_s": cpu0,
+            "attempts": r["attempts"],
+            "failures": r["failures"],
+            "observer_users": r["observer_users"],
+        }
+        out["after_listen_s"] = out["back_s"] - (out["listen_s"] or 0)
+        log(
+            f"  storm: exit {out['exit_s']:.2f} s, listening {out['listen_s']:.2f} s, "
+            f"{r['back']}/{r['closed']} back ({r['recovered']} recovered) at "
+            f"{out['all_ready_s'] or math.inf:.2f} s, presence whole at "
+            f"{out['converged_s'] or math.inf:.2f} s; attempts {r['attempts']}"
+        )
+        return out
+
     def check(self) -> dict[str, Any]:
         """seq on every client; polls until stragglers stop catching up (bounded)."""
         self.server.wait_idle(self.mode.drain_s)
@@ -624,6 +677,11 @@ class Case:
             wire = self.run.wire(self.target, self.server.port, self.server.ports)
             self.gen.call("setup", 30, {"target": wire})
             self.connect()
+            if self.target.storm:
+                self.result["storm"] = self.storm()
+                self.result["seq"] = self.check()
+                self.result["server_alive"] = self.server.alive()
+                return self.result
             knee = self.ramp()
             self.result["knee"] = knee
             self.result["none_p99_ms"] = None if knee else min(s["p99_ms"] for s in self.steps)

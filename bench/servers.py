@@ -33,6 +33,7 @@ LASTRA_ENV = {
     "HEARTBEAT_INTERVAL": "3000",
     "HEARTBEAT_TIMEOUT": "3600",
     "LOG_LEVEL": "warning",
+    "MAX_ADDRESS_CONNECTIONS": "100000",  # every bench client comes from 127.0.0.1
 }
 
 #: The Redis database the multi-process cases use; flushed before each of them.
@@ -56,6 +57,7 @@ class Target:
     runtime: str = "python"  # python (``-m module``) | node (``bench/peers/<module>``) | nginx
     bots: str = "muted"  # Lastra: "muted" (shyness 0) or "default" (the bundled bots as shipped)
     selfpub: bool = False  # the server relays bytes (nchan): the client sends the envelope
+    storm: bool = False  # the restart-storm case: connect N, SIGTERM, new process, all back
 
     @property
     def redis(self) -> bool:
@@ -129,6 +131,13 @@ TARGETS: dict[str, Target] = {
             label="Lastra SSE ×2 (Redis)",
             env={**LASTRA_REDIS_ENV, "TRANSPORT": "sse"},
             procs=2,
+        ),
+        replace(
+            OURS_WS,
+            key="ours-ws-storm",
+            label="Lastra WS restart storm (SQLite)",
+            env={**LASTRA_ENV, "TRANSPORT": "ws", "BACKEND": "sqlite"},
+            storm=True,
         ),
         Target("fastapi", "FastAPI naive loop", "bench.baselines.fastapi_naive", "ws", "/ws"),
         Target(
