@@ -220,6 +220,27 @@ export interface ClientMessageMap {
   clear: Record<string, never>;
   'ai-request': { prompt: string; bot?: string };
   ping: { t?: number | string };
+  'call-outcome': CallOutcome;
+  'delivery-report': DeliveryReport;
+}
+
+/** How one WebRTC peer connection went (`call-outcome`, reported once per connection). */
+export interface CallOutcome {
+  peerId: string;
+  stream?: SignalStream;
+  outcome: 'connected' | 'failed';
+  /** Required with `connected`: ms from the connection's creation to `connected`. */
+  connectMs?: number;
+  route?: 'direct' | 'relayed' | 'unknown';
+  iceRestarts?: number;
+  remoteTransport?: TransportKind;
+}
+
+/** What this client measured since its last report (`delivery-report`); at least one field. */
+export interface DeliveryReport {
+  sendToAckMs?: number[];
+  commitToReceiveMs?: number[];
+  resumes?: Array<{ recovered: boolean; replayed?: number; duplicates?: number; gaps?: number }>;
 }
 
 export type ClientMessageType = keyof ClientMessageMap;
@@ -344,6 +365,8 @@ export interface LastraClientOptions {
   requestTimeout?: number;
   /** How long to stay on SSE after WebSocket failed, in ms (default 10 minutes). */
   fallbackStickyMs?: number;
+  /** ms between `delivery-report`s of what this client measured (default 30000; 0: never). */
+  reportInterval?: number;
   /** `auto` (default) follows GET /api/transport. */
   transport?: 'auto' | TransportKind;
   /** localStorage key of the remembered session. */
