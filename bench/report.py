@@ -212,7 +212,7 @@ def _targets_section(results: dict[str, Any]) -> list[str]:
                     f"| one stalled reader cuts others ≤ 10 %, {TITLE.get(key, key)} N={n} "
                     f"| −{100 * st['cut']:.1f}% | {verdict(st['cut'] <= 0.10)} |"
                 )
-    for key in ("ours-ws", "ours-sse", "ours-ws-redis", "ours-ws-redis2", "ours-sse-redis2"):
+    for key in TITLE:
         for n in ns:
             seq = ((cases.get((key, n)) or {}).get("seq")) or {}
             if seq:
@@ -225,12 +225,97 @@ def _targets_section(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _scale_section(results: dict[str, Any]) -> list[str]:
+    """Issue 18's targets: connect, storm, bots, memory and CPU against the peers."""
+    cases = _cases(results)
+
+    def verdict(ok: bool) -> str:
+        return "✅" if ok else "❌"
+
+    def get(key: str, n: int, field: str) -> Any:
+        return (cases.get((key, n)) or {}).get(field)
+
+    lines = [
+        "## Issue 18's targets (ratios within this run)",
+        "",
+        "| target | measured | verdict |",
+        "|---|---|---|",
+    ]
+    for key, limit in (("ours-ws", 2.0), ("ours-sse", 3.0)):
+        v = get(key, 5000, "connect_all_s")
+        if v is not None:
+            n_ok = get(key, 5000, "connected") == 5000
+            lines.append(
+                f"| 5,000 {TITLE[key]} clients connected and greeted in < {limit:.0f} s "
+                f"| {v:.2f} s | {verdict(v < limit and n_ok)} |"
+            )
+    st = get("ours-ws-storm", 5000, "storm")
+    if st:
+        ok = st["back_s"] < 3 and st["recovered"] == st["n"] == st["back"]
+        lines.append(
+            f"| restart storm of 5,000 back with `recovered: true` in < 3 s | "
+            f"{st['back_s']:.2f} s ({st['recovered']}/{st['n']} recovered; new process "
+            f"listening at {st['listen_s']:.2f} s) | {verdict(ok)} |"
+        )
+    for bots, muted in (("ours-ws-bots", "ours-ws"), ("ours-sse-bots", "ours-sse")):
+        a = _knee(cases.get((bots, 5000)), "deliveries_per_s")
+        b = _knee(cases.get((muted, 5000)), "deliveries_per_s")
+        if a is not None and b:
+            lines.append(
+                f"| bots on ≥ 0.85× muted, {TITLE[muted]} N=5000 | {_fmt(a, 'rate')} vs "
+                f"{_fmt(b, 'rate')} = {a / b:.2f}× | {verdict(a >= 0.85 * b)} |"
+            )
+    for key, limit in (("ours-ws", 14.0), ("ours-sse", 20.0)):
+        v = get(key, 5000, "rss_per_conn_kb")
+        if v is not None:
+            lines.append(
+                f"| ≤ {limit:.0f} KB per idle connection, {TITLE[key]} N=5000 | {v:.1f} KB "
+                f"| {verdict(v <= limit)} |"
+            )
+    for ours, peer, factor in (("ours-ws", "nchan-ws", 1.0), ("ours-sse", "nchan-sse", 1.3)):
+        for n in (1000, 5000):
+            a = _knee(cases.get((ours, n)), "cpu_s_per_100k")
+            b = _knee(cases.get((peer, n)), "cpu_s_per_100k")
+            if a is not None and b:
+                lines.append(
+                    f"| CPU per delivery ≤ {factor}× nchan's, {TITLE[ours]} N={n} | "
+                    f"{a:.3f} vs {b:.3f} s/100k = {a / b:.2f}× | {verdict(a <= factor * b)} |"
+                )
+    return lines
+
+
+def _storm_section(results: dict[str, Any]) -> list[str]:
+    rows = [c for c in results["cases"] if c.get("storm")]
+    if not rows:
+        return []
+    lines = [
+        "## Restart storm (Lastra WS, SQLite; seconds from the SIGTERM)",
+        "",
+        "| N | old process exited | new listening | last `ready` | presence whole | "
+        "recovered / back / closed | attempts per client | seq check |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in rows:
+        st, seq = c["storm"], c.get("seq") or {}
+        att = ", ".join(f"{k}: {v}" for k, v in sorted(st["attempts"].items()))
+        lines.append(
+            f"| {c['n']} | {_fmt(st['exit_s'])} | {_fmt(st['listen_s'])} "
+            f"| {_fmt(st['all_ready_s'])} | {_fmt(st['converged_s'])} "
+            f"| {st['recovered']} / {st['back']} / {st['closed']} | {att} "
+            f"| gaps {seq.get('gaps')}, dups {seq.get('dups')}, behind {seq.get('behind')} |"
+        )
+    return [*lines, ""]
+
+
 TITLE = {
     "ours-ws": "Lastra WS",
     "ours-sse": "Lastra SSE",
     "ours-ws-redis": "Lastra WS ×1 (Redis)",
     "ours-ws-redis2": "Lastra WS ×2 (Redis, one seq order across both processes)",
     "ours-sse-redis2": "Lastra SSE ×2 (Redis, one seq order across both processes)",
+    "ours-ws-bots": "Lastra WS, bots on",
+    "ours-sse-bots": "Lastra SSE, bots on",
+    "ours-ws-storm": "Lastra WS restart storm",
 }
 
 
@@ -427,6 +512,7 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
         for row, title in ROW_TITLES:
             lines.append(f"| {title} | " + " | ".join(col.get(row, "—") for col in cols) + " |")
         lines.append("")
+    lines += [*_scale_section(results), "", *_storm_section(results)]
     lines += _targets_section(results)
     lines.append("")
     profiles = [c for c in results["cases"] if c.get("profile")]
