@@ -19,11 +19,21 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, assert_never, cast
 
 import orjson
 
-from app.backends.base import Broker, Committed, SharedStore, Store
+from app.backends.base import (
+    Broker,
+    BrokerMessage,
+    Committed,
+    FactMessage,
+    FrameMessage,
+    SendMessage,
+    SharedStore,
+    Store,
+    SyncMessage,
+)
 from app.core import (
     Append,
     AskBot,
@@ -31,6 +41,7 @@ from app.core import (
     Chat,
     ClientError,
     Close,
+    CloseCode,
     Draft,
     Event,
     Identity,
@@ -43,6 +54,7 @@ from app.core import (
     Tally,
     parse,
 )
+from app.core.facts import BotToggled
 from app.core.messages import ClientMessage
 from app.metrics import Metrics
 from app.transports.codec import (
@@ -58,10 +70,6 @@ __all__ = ["BotService", "Connection", "Hub"]
 
 log = logging.getLogger("lastra.hub")
 
-CLOSE_SLOW = 4409
-CLOSE_HEARTBEAT = 4408
-CLOSE_RESTART = 1012
-CLOSE_TRY_LATER = 1013
 HEARTBEAT_EVERY = 2.0
 
 
@@ -153,7 +161,7 @@ class Connection:
             self._pending.append(frame)
             self._pending_bytes += size
             if len(self._pending) > self.limit or self._pending_bytes > self.max_bytes:
-                self.close(CLOSE_SLOW, "slow-consumer")
+                self.close(CloseCode.SLOW, "slow-consumer")
             return
         if frame.seq is not None:
             if frame.seq <= self.last_seq:
@@ -164,7 +172,7 @@ class Connection:
             len(queue) >= self.limit + self._extra
             or self._bytes + size > self.max_bytes + self._extra_bytes
         ):
-            self.close(CLOSE_SLOW, "slow-consumer")
+            self.close(CloseCode.SLOW, "slow-consumer")
             return
         self._bytes += size
         queue.append(frame)
@@ -201,11 +209,11 @@ class Connection:
         self.closing = True
         self.close_code = code
         self.close_reason = reason
-        if code == CLOSE_SLOW:
+        if code == CloseCode.SLOW:
             self._queue.clear()
             self._pending.clear()
             self._bytes = self._pending_bytes = 0
-        if code in (CLOSE_SLOW, CLOSE_HEARTBEAT):
+        if code in (CloseCode.SLOW, CloseCode.HEARTBEAT):
             loop = asyncio.get_running_loop()
             self._abort = loop.call_later(self.ABORT_AFTER, self._run_abort)
         self._signal()
@@ -373,7 +381,7 @@ class Hub:
         """
         self.closing = True
         for conn in list(self.conns.values()):
-            conn.close(CLOSE_RESTART, "server-restart")
+            conn.close(CloseCode.RESTART, "server-restart")
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Close every connection with 1012, finish in-flight writes, close the store."""
@@ -438,7 +446,7 @@ class Hub:
     async def attach(self, conn: Connection, last_seq: int | None, epoch: str | None) -> None:
         """Register ``conn`` and queue its greeting: ready, replay or history, snapshots."""
         if self.closing:
-            conn.close(CLOSE_RESTART, "server-restart")
+            conn.close(CloseCode.RESTART, "server-restart")
             return
         self.conns[conn.peer_id] = conn
         now = time.monotonic()
@@ -452,7 +460,7 @@ class Hub:
         except Exception:
             log.warning("store unavailable while %s connected", conn.peer_id, exc_info=True)
             self.conns.pop(conn.peer_id, None)
-            conn.close(CLOSE_TRY_LATER, "store-unavailable")
+            conn.close(CloseCode.TRY_LATER, "store-unavailable")
             self.metrics.refused.labels("store-unavailable").inc()
             return
         self.metrics.connected(conn.transport)
@@ -630,18 +638,17 @@ class Hub:
                 frame = encode_event(out.event)
                 self.broadcast(frame)
                 if self.clustered:
-                    self.broker.publish({"k": "frame", "t": frame.type, "json": frame.text})
+                    self.broker.publish(FrameMessage(frame.type, frame.text))
             elif isinstance(out, Send):
                 conn = self.conns.get(out.peer_id)
                 if conn is not None:
                     conn.push(encode_event(out.event))
                 elif self.clustered:
                     frame = encode_event(out.event)
-                    msg = {"k": "send", "peer": out.peer_id, "t": frame.type, "json": frame.text}
-                    self.broker.publish(msg)
+                    self.broker.publish(SendMessage(out.peer_id, frame.type, frame.text))
             elif isinstance(out, Publish):
                 if self.clustered:
-                    self.broker.publish({"k": "fact", "fact": out.fact})
+                    self.broker.publish(FactMessage(out.fact))
             elif isinstance(out, Reply):
                 self._deliver(origin, out.event)
             elif isinstance(out, Append):
@@ -785,7 +792,7 @@ class Hub:
             if not records:
                 log.warning("history was reset (new epoch %s): clients resync", store.epoch)
                 for conn in list(self.conns.values()):
-                    conn.close(CLOSE_RESTART, "history-reset")
+                    conn.close(CloseCode.RESTART, "history-reset")
                 continue
             for rec in records:
                 self.broadcast(frame_from_record(rec.type, rec.seq, rec.data, store.epoch))
@@ -796,22 +803,28 @@ class Hub:
         """Other processes' facts and frames."""
         async for msg in self.broker.listen():
             try:
-                kind = msg.get("k")
-                if kind == "fact":
-                    fact = msg["fact"]
-                    self.run(self.core.apply(fact, time.monotonic()), None)
-                    if fact.get("f") == "bot" and self.bots is not None:
-                        self.bots.on_toggle(str(fact["name"]), bool(fact["enabled"]))
-                elif kind == "sync":
-                    self.run(self.core.resync(msg["peers"], time.monotonic()), None)
-                elif kind == "frame":
-                    self.broadcast(Frame(str(msg["t"]), str(msg["json"]).encode(), None, None))
-                elif kind == "send":
-                    conn = self.conns.get(str(msg["peer"]))
-                    if conn is not None:
-                        conn.push(Frame(str(msg["t"]), str(msg["json"]).encode(), None, None))
+                self._apply_message(msg)
             except Exception:
-                log.exception("bad message from another process: %r", msg)
+                log.exception("applying a message from another process failed: %r", msg)
+
+    def _apply_message(self, msg: BrokerMessage) -> None:
+        """One message of another process: a fact, a resync, or frames for our clients."""
+        now = time.monotonic()
+        match msg:
+            case FactMessage(fact):
+                self.run(self.core.apply(fact, now), None)
+                if isinstance(fact, BotToggled) and self.bots is not None:
+                    self.bots.on_toggle(fact.name, fact.enabled)
+            case SyncMessage(peers):
+                self.run(self.core.resync(list(peers), now), None)
+            case FrameMessage(kind, text):
+                self.broadcast(Frame(kind, text.encode(), None, None))
+            case SendMessage(peer_id, kind, text):
+                conn = self.conns.get(peer_id)
+                if conn is not None:
+                    conn.push(Frame(kind, text.encode(), None, None))
+            case _:
+                assert_never(msg)
 
     async def _heartbeat(self) -> None:
         """Prove this process alive; reap the peers of processes that died."""

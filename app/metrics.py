@@ -18,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from app.cohorts import Cohorts
+from app.core import CloseCode
 from app.core.ratelimit import Bucket, Rate
 
 __all__ = ["CLOSE_CODES", "Metrics", "close_label"]
@@ -28,9 +29,7 @@ WINDOW_BUCKETS = 360  # an hour: the admin page's longest window
 
 #: close codes with their own ``lastra_closes`` series; any other (a client may pick
 #: any of 3000-4999) is counted as ``other``, so clients cannot grow the label set
-CLOSE_CODES = frozenset(
-    {1000, 1001, 1005, 1006, 1008, 1009, 1011, 1012, 1013, 4401, 4403, 4408, 4409}
-)
+CLOSE_CODES = frozenset(int(code) for code in CloseCode)
 #: fresh ``/metrics`` renders: 10 a second, bursts of 30; a flood beyond gets the last one
 RENDERS = Rate(10.0, 30.0)
 
@@ -155,7 +154,7 @@ class Metrics:
     def disconnected(self, transport: str, code: int) -> None:
         self.open.labels(transport).dec()
         self.closes.labels(close_label(code), transport).inc()
-        if code == 4409:
+        if code == CloseCode.SLOW:
             self.overflows.labels(transport).inc()
         self.cohorts.closed(transport, code)
 

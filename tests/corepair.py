@@ -28,6 +28,8 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from app.core import (
     Append,
     AskBot,
@@ -50,6 +52,7 @@ from app.core import (
     parse,
     parse_data,
 )
+from app.core.facts import Fact, fact_from_wire, fact_to_wire
 
 __all__ = ["CorePair", "FakeClock", "FakePeer", "default_bots"]
 
@@ -306,10 +309,13 @@ class CorePair:
         """The link to the broker was lost: held facts never arrive."""
         self._held.clear()
 
-    def _apply(self, node: int, fact: dict[str, Any]) -> None:
+    def _apply(self, node: int, fact: Fact) -> None:
+        """As the Redis broker carries it: through the JSON wire and back."""
+        carried = fact_from_wire(orjson.loads(orjson.dumps(fact_to_wire(fact))))
+        assert carried == fact
         for other, chat in enumerate(self.chats):
             if other != node:
-                chat.apply(fact, self.now)
+                chat.apply(carried, self.now)
 
     def _commit(self, draft: Draft, node: int) -> list[Output]:
         self.drafts.append(draft)

@@ -21,6 +21,7 @@ from app.core import (
     Reply,
     SaveBotState,
 )
+from app.core.facts import BotToggled
 from app.core.messages import AiRequest, Auth, BotToggle
 from app.core.messages import Chat as ChatMessage
 
@@ -506,7 +507,7 @@ def test_bot_toggle_order_of_outputs() -> None:
     out = pair.chat.receive(Identity("u", "U"), None, BotToggle("pip", False, "r"), pair.now)
     assert [type(o) for o in out] == [SaveBotState, Publish, Broadcast, Reply]
     assert out[0] == SaveBotState("pip", False)
-    assert out[1] == Publish({"f": "bot", "name": "pip", "enabled": False})
+    assert out[1] == Publish(BotToggled("pip", False))
 
 
 def test_unknown_bot_is_not_found(pair: CorePair, ada: FakePeer, bob: FakePeer) -> None:

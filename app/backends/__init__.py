@@ -30,7 +30,7 @@ def make_store(settings: Settings) -> Store:
 def make_broker(settings: Settings) -> Broker:
     """The fan-out between processes: only Redis has other processes to reach."""
     if settings.backend == "redis":
-        from .redis import RedisBroker
+        from .redis_broker import RedisBroker
 
         return RedisBroker(settings.redis_url, node_ttl=settings.node_ttl)
     from .memory import MemoryBroker

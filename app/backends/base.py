@@ -15,15 +15,20 @@ from typing import Any, Protocol
 
 import orjson
 
-from app.core import Draft
+from app.core import Draft, Fact, PeerCard
 
 __all__ = [
     "Broker",
+    "BrokerMessage",
     "Committed",
+    "FactMessage",
+    "FrameMessage",
     "Record",
+    "SendMessage",
     "SharedStore",
     "Store",
     "StoreUnavailable",
+    "SyncMessage",
     "encode_data",
     "new_epoch",
 ]
@@ -120,27 +125,62 @@ class SharedStore(Store, Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class FactMessage:
+    """A state change for the other processes' cores (:meth:`Chat.apply`)."""
+
+    fact: Fact
+
+
+@dataclass(frozen=True, slots=True)
+class FrameMessage:
+    """A non-durable broadcast, encoded once by its sender: every client gets ``text``."""
+
+    type: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendMessage:
+    """An event for one peer held by another process (a WebRTC signal)."""
+
+    peer_id: str
+    type: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class SyncMessage:
+    """After a lost link (from the broker itself): the other processes' peers are ``peers``."""
+
+    peers: tuple[PeerCard, ...]
+
+
+#: what travels between processes; only a broker's wire (Redis) turns it into dicts
+BrokerMessage = FactMessage | FrameMessage | SendMessage | SyncMessage
+
+
 class Broker(Protocol):
     """Fan-out between server processes: publish and listen (the socketio pub/sub shape).
 
-    Messages are JSON-able dicts. Every process has a ``node`` id and never
-    receives its own messages. ``publish`` never blocks; order is kept.
+    Messages are :data:`BrokerMessage` values. Every process has a ``node`` id and
+    never receives its own messages. ``publish`` never blocks; order is kept.
     """
 
     node: str
 
-    async def open(self) -> list[dict[str, Any]]:
+    async def open(self) -> list[Fact]:
         """Join; returns facts describing the live shared state (other processes' peers)."""
 
     async def close(self) -> None: ...
 
-    def publish(self, message: dict[str, Any]) -> None: ...
+    def publish(self, message: BrokerMessage) -> None: ...
 
-    def listen(self) -> AsyncIterator[dict[str, Any]]:
+    def listen(self) -> AsyncIterator[BrokerMessage]:
         """Other processes' messages, in order; after a reconnect, facts that resync."""
         ...
 
-    async def heartbeat(self, local_peers: list[dict[str, Any]]) -> list[str]:
+    async def heartbeat(self, local_peers: list[PeerCard]) -> list[str]:
         """Prove this process alive; returns dead processes whose peers this one must reap."""
 
     async def load_flag(self, name: str) -> dict[str, Any] | None:

@@ -6,7 +6,8 @@
   stream (``XREAD BLOCK``) and delivers durable events from it, its own too.
 - The epoch lives in Redis. If Redis loses its data (a restart without
   persistence), the next script call creates a new epoch and clients resync.
-- Non-durable events and state facts go over one pub/sub channel. Live peers are
+- Non-durable events and state facts go over one pub/sub channel
+  (:mod:`app.backends.redis_broker`). Live peers are
   mirrored in a hash so a new process learns who is online, and each process
   refreshes a heartbeat key; a process whose key stays missing for ``node_ttl``
   is declared dead and exactly one survivor (a ``SET NX`` lock) reaps its peers.
@@ -21,7 +22,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -34,7 +34,7 @@ from app.logs import redact
 
 from .base import Committed, Record, StoreUnavailable, new_epoch
 
-__all__ = ["RedisBroker", "RedisStore"]
+__all__ = ["RedisStore"]
 
 log = logging.getLogger("lastra.redis")
 
@@ -282,132 +282,3 @@ class RedisStore:
             if records:
                 last = records[-1].seq
                 yield records
-
-
-class RedisBroker:
-    """Pub/sub fan-out, the live-peer registry and process heartbeats."""
-
-    def __init__(self, url: str, prefix: str = "{lastra}", node_ttl: float = 6.0) -> None:
-        self.url = url
-        self.node = "n_" + uuid.uuid4().hex[:10]
-        self.node_ttl = node_ttl
-        self._r = _client(url)
-        # pub/sub ignores the database number: name it in the channel, so two chats
-        # on two databases of one Redis never hear each other
-        db = self._r.connection_pool.connection_kwargs.get("db", 0)
-        self._channel = f"{prefix}:bus:{db}"
-        self._k_peers = f"{prefix}:peers"
-        self._k_node = f"{prefix}:node:"
-        self._k_reap = f"{prefix}:reap:"
-        self._k_flag = f"{prefix}:flag:"
-        self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._writer: asyncio.Task[None] | None = None
-        self._missing_since: dict[str, float] = {}
-
-    async def open(self) -> list[dict[str, Any]]:
-        await self._r.set(self._k_node + self.node, "1", px=int(self.node_ttl * 1000))
-        self._writer = asyncio.create_task(self._write(), name="lastra-redis-publish")
-        return await self._peer_facts()
-
-    async def _peer_facts(self) -> list[dict[str, Any]]:
-        raw = await self._r.hgetall(self._k_peers)
-        facts = [orjson.loads(v) for v in raw.values()]
-        return [{"f": "peer-up", "peer": p} for p in facts if p.get("node") != self.node]
-
-    async def close(self) -> None:
-        if self._writer is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._outbox.join(), 2)
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
-        with contextlib.suppress(RedisError, OSError):
-            await self._r.delete(self._k_node + self.node)
-        await self._r.aclose()
-
-    def publish(self, message: dict[str, Any]) -> None:
-        self._outbox.put_nowait(message)
-
-    async def _write(self) -> None:
-        """Publish in order, batched; mirror peer facts into the registry hash."""
-        while True:
-            batch = [await self._outbox.get()]
-            while not self._outbox.empty() and len(batch) < 256:
-                batch.append(self._outbox.get_nowait())
-            pipe = self._r.pipeline(transaction=False)
-            for msg in batch:
-                fact = msg.get("fact") if msg.get("k") == "fact" else None
-                if fact is not None and fact.get("f") in ("peer-up", "peer-update"):
-                    pipe.hset(self._k_peers, fact["peer"]["peerId"], orjson.dumps(fact["peer"]))
-                elif fact is not None and fact.get("f") == "peer-down":
-                    pipe.hdel(self._k_peers, fact["peerId"])
-                pipe.publish(self._channel, orjson.dumps({**msg, "n": self.node}))
-            try:
-                await pipe.execute()
-            except (RedisError, OSError):
-                log.warning("Redis unreachable: %d fan-out messages dropped", len(batch))
-            finally:
-                for _ in batch:
-                    self._outbox.task_done()
-
-    async def listen(self) -> AsyncIterator[dict[str, Any]]:
-        backoff = 0.2
-        resync = False
-        while True:
-            pubsub = self._r.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self._channel)
-                if resync:  # what we missed while away: the registry is the truth
-                    yield {"k": "sync", "peers": [f["peer"] for f in await self._peer_facts()]}
-                backoff = 0.2
-                async for message in pubsub.listen():
-                    if message.get("type") != "message":
-                        continue
-                    msg = orjson.loads(message["data"])
-                    if msg.get("n") != self.node:
-                        yield msg
-            except (RedisError, OSError):
-                log.warning("Redis pub/sub lost; resubscribing in %.1fs", backoff)
-                resync = True
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 1.0)
-            finally:
-                with contextlib.suppress(Exception):
-                    await _close_pubsub(pubsub)
-
-    async def load_flag(self, name: str) -> dict[str, Any] | None:
-        raw: Any = await self._r.get(self._k_flag + name)
-        value = orjson.loads(raw) if raw else None
-        return value if isinstance(value, dict) else None
-
-    async def save_flag(self, name: str, value: dict[str, Any]) -> None:
-        await self._r.set(self._k_flag + name, orjson.dumps(value))
-
-    async def heartbeat(self, local_peers: list[dict[str, Any]]) -> list[str]:
-        now = time.monotonic()
-        pipe = self._r.pipeline(transaction=False)
-        pipe.set(self._k_node + self.node, "1", px=int(self.node_ttl * 1000))
-        for peer in local_peers:  # self-heals the registry after a Redis restart
-            pipe.hset(self._k_peers, peer["peerId"], orjson.dumps(peer))
-        pipe.hgetall(self._k_peers)
-        results = await pipe.execute()
-        registry: dict[bytes, bytes] = results[-1]
-        by_node: dict[str, list[bytes]] = {}
-        for peer_id, raw in registry.items():
-            node = str(orjson.loads(raw).get("node", ""))
-            if node and node != self.node:
-                by_node.setdefault(node, []).append(peer_id)
-        dead: list[str] = []
-        for node, peer_ids in by_node.items():
-            if await self._r.exists(self._k_node + node):
-                self._missing_since.pop(node, None)
-                continue
-            first = self._missing_since.setdefault(node, now)
-            if now - first < self.node_ttl:
-                continue  # maybe Redis restarted and it has not re-registered yet
-            lock = await self._r.set(self._k_reap + node, self.node, nx=True, ex=60)
-            if lock:
-                await self._r.hdel(self._k_peers, *peer_ids)
-                dead.append(node)
-            self._missing_since.pop(node, None)
-        return dead

@@ -6,7 +6,9 @@ package; it imports none of them.
 """
 
 from .chat import Bot, Chat, ChatConfig, Identity
+from .close import CloseCode
 from .errors import ClientError
+from .facts import Fact, PeerCard
 from .messages import ClientMessage, parse, parse_data
 from .outputs import (
     Append,
@@ -36,11 +38,14 @@ __all__ = [
     "ClientError",
     "ClientMessage",
     "Close",
+    "CloseCode",
     "Draft",
     "Event",
+    "Fact",
     "Identity",
     "Output",
     "Peer",
+    "PeerCard",
     "Publish",
     "Reply",
     "Rollout",

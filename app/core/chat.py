@@ -22,9 +22,20 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, assert_never
 
+from .close import CloseCode
 from .errors import ClientError
+from .facts import (
+    BotToggled,
+    Fact,
+    PeerCard,
+    PeerDown,
+    PeerUp,
+    PeerUpdate,
+    TypingChanged,
+    UserGone,
+)
 from .messages import (
     MAX_TEXT_CHARS,
     AiRequest,
@@ -61,7 +72,6 @@ from .reports import CallOutcome, DeliveryReport, cohort_of, pair_of
 
 __all__ = ["LEGACY_TRANSPORT", "Bot", "Chat", "ChatConfig", "Identity"]
 
-CLOSE_HEARTBEAT = 4408
 #: peers of SSE-era tabs (the legacy wire): listed, but they negotiate calls their own way
 LEGACY_TRANSPORT = "sse-legacy"
 
@@ -153,62 +163,55 @@ class Chat:
         self.presence.add(peer, now)
         if peer.transport == "ws":
             self._seen[peer.peer_id] = now
-        return [Publish({"f": "peer-up", "peer": peer.fact()}), *self._flush_presence(now)]
+        return [Publish(PeerUp(peer.fact())), *self._flush_presence(now)]
 
     def disconnect(self, peer_id: str, now: float) -> list[Output]:
         self._seen.pop(peer_id, None)
         peer = self.presence.remove(peer_id, now)
         if peer is None:
             return []
-        fact = Publish({"f": "peer-down", "peerId": peer_id, "userId": peer.user_id})
-        return [fact, *self._flush_presence(now)]
+        return [Publish(PeerDown(peer_id, peer.user_id)), *self._flush_presence(now)]
 
-    def apply(self, fact: dict[str, Any], now: float) -> list[Output]:
+    def apply(self, fact: Fact, now: float) -> list[Output]:
         """A state change another process made (its ``Publish``); updates tables silently.
 
         Returns outputs only in one case: another process reaped this one's peers
         (we were frozen past the reap bound) while they are still connected here;
-        then this process announces them again.
-        Unknown or malformed facts are ignored: a newer process may know more kinds.
+        then this process announces them again. (Malformed or unknown facts never
+        get here: :func:`app.core.facts.fact_from_wire` drops them at the edge.)
         """
-        kind = fact.get("f")
-        try:
-            if kind == "peer-up" or kind == "peer-update":
-                incoming = Peer.from_fact(fact["peer"])
-                current = self.presence.peers.get(incoming.peer_id)
+        match fact:
+            case PeerUp(card) | PeerUpdate(card):
+                current = self.presence.peers.get(card.peer_id)
                 if current is None:
-                    self.presence.add(incoming, now, announce=False)
+                    self.presence.add(Peer.from_fact(card), now, announce=False)
                 else:
                     for name in ("camera", "mic", "screen", "ready"):
-                        setattr(current, name, getattr(incoming, name))
+                        setattr(current, name, getattr(card, name))
                     self.presence.bump(current.user_id)
-            elif kind == "peer-down":
-                mine = self.presence.peers.get(str(fact["peerId"]))
+            case PeerDown(peer_id):
+                mine = self.presence.peers.get(peer_id)
                 if mine is not None and mine.node == self.config.node:
                     self.presence.rejoin(mine, now)
-                    return [
-                        Publish({"f": "peer-up", "peer": mine.fact()}),
-                        *self._flush_presence(now),
-                    ]
-                self.presence.remove(str(fact["peerId"]), now, owned=False)
-            elif kind == "user-gone":
-                self.presence.gone(str(fact["userId"]))
-            elif kind == "typing":
-                user_id = str(fact["userId"])
-                if fact.get("on"):
+                    return [Publish(PeerUp(mine.fact())), *self._flush_presence(now)]
+                self.presence.remove(peer_id, now, owned=False)
+            case UserGone(user_id):
+                self.presence.gone(user_id)
+            case TypingChanged(user_id, user_name, on):
+                if on:
                     expires = now + self.config.typing_timeout
-                    self._typing[user_id] = (str(fact["userName"]), expires, False)
+                    self._typing[user_id] = (user_name, expires, False)
                 else:
                     self._typing.pop(user_id, None)
-            elif kind == "bot":
-                bot = self.bots.get(str(fact["name"]))
+            case BotToggled(name, enabled):
+                bot = self.bots.get(name)
                 if bot is not None:
-                    bot.enabled = bool(fact["enabled"])
-        except (KeyError, TypeError, ValueError):
-            pass
+                    bot.enabled = enabled
+            case _:
+                assert_never(fact)
         return []
 
-    def resync(self, peers: list[dict[str, Any]], now: float) -> list[Output]:
+    def resync(self, peers: list[PeerCard], now: float) -> list[Output]:
         """After a lost link to the other processes: their peers are exactly ``peers``.
 
         A user who vanished meanwhile was announced by its own process; here it is
@@ -217,10 +220,10 @@ class Chat:
         """
         keep = set()
         out: list[Output] = []
-        for fact in peers:
-            peer_id = str(fact.get("peerId"))
+        for card in peers:
+            peer_id = card.peer_id
             known = peer_id in self.presence.peers
-            out += self.apply({"f": "peer-up", "peer": fact}, now)
+            out += self.apply(PeerUp(card), now)
             keep.add(peer_id)
             if not known:  # its upsert was lost with the link: tell our clients now
                 self.presence.changed(peer_id, now)
@@ -346,7 +349,7 @@ class Chat:
             bot.enabled = msg.enabled
             return [
                 SaveBotState(bot.name, bot.enabled),
-                Publish({"f": "bot", "name": bot.name, "enabled": bot.enabled}),
+                Publish(BotToggled(bot.name, bot.enabled)),
                 Broadcast(self.bot_state_event()),
                 *self._ok(msg.ref),
             ]
@@ -387,7 +390,7 @@ class Chat:
                 if owned:
                     out.append(Broadcast(_typing_event(user_id, name, False)))
         for user_id in self.presence.expire(now):
-            out.append(Publish({"f": "user-gone", "userId": user_id}))
+            out.append(Publish(UserGone(user_id)))
         out += self._flush_presence(now)
         if now >= self._next_heartbeat_scan:
             self._next_heartbeat_scan = now + min(1.0, self.config.heartbeat_timeout / 4)
@@ -395,7 +398,7 @@ class Chat:
             for peer_id, seen in list(self._seen.items()):
                 if seen < limit:
                     del self._seen[peer_id]
-                    out.append(Close(peer_id, CLOSE_HEARTBEAT, "heartbeat-timeout"))
+                    out.append(Close(peer_id, CloseCode.HEARTBEAT, "heartbeat-timeout"))
         return out
 
     def next_deadline(self) -> float | None:
@@ -522,14 +525,14 @@ class Chat:
             return []
         # A renewal is published too: the process that saw the newest keystroke owns
         # the expiry, so a renewal on another process does not clear typing early.
-        fact = {"f": "typing", "userId": user.user_id, "userName": user.user_name, "on": typing}
+        fact = TypingChanged(user.user_id, user.user_name, typing)
         if was == typing:
             return [Publish(fact)]
         return [Publish(fact), Broadcast(_typing_event(user.user_id, user.user_name, typing))]
 
     def _peer_changed(self, peer: Peer, now: float) -> list[Output]:
         self.presence.changed(peer.peer_id, now)
-        return [Publish({"f": "peer-update", "peer": peer.fact()}), *self._flush_presence(now)]
+        return [Publish(PeerUpdate(peer.fact())), *self._flush_presence(now)]
 
     def _flush_presence(self, now: float) -> list[Output]:
         flush = self.presence.flush(now)

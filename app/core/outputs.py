@@ -4,12 +4,16 @@ The core never sends anything itself. Each call into it returns a list of
 ``Output`` items, in order; the caller must carry them out in that order:
 
 - ``Send(peer_id, event)``: queue ``event`` for one connection.
-- ``Broadcast(event)``: queue ``event`` for every connection (encode it once).
+- ``Broadcast(event)``: queue ``event`` for every connection (encode it once). A
+  durable event (``event.seq`` set, from :meth:`Chat.committed`) with a shared
+  store is delivered by every process from the store's tail instead, so that all
+  clients see one ``seq`` order.
 - ``Reply(event)``: answer the request being handled (a WebSocket frame to the
   sender, or a POST's response body).
 - ``Append(draft)``: make ``draft`` durable (the store assigns its ``seq``), then
   call :meth:`Chat.committed` and carry out what that returns.
-- ``Close(peer_id, code, reason)``: close that connection.
+- ``Close(peer_id, code, reason)``: close that connection (``code``: a
+  :class:`~app.core.close.CloseCode`).
 - ``SaveBotState(name, enabled)``: remember a bot's enable state in the store.
 - ``Publish(fact)``: tell the other server processes (if any) about a state change;
   they feed it to :meth:`Chat.apply`. A single process may ignore it.
@@ -25,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .facts import Fact
 from .reports import CallOutcome, DeliveryReport
 
 __all__ = [
@@ -129,7 +134,7 @@ class AskBot:
 
 @dataclass(frozen=True, slots=True)
 class Publish:
-    fact: dict[str, Any]
+    fact: Fact
 
 
 @dataclass(frozen=True, slots=True)

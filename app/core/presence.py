@@ -27,8 +27,10 @@ crowd arriving at once costs the room a few events rather than one per pair.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from typing import Any
+
+from .facts import PeerCard
 
 __all__ = ["Flush", "Peer", "Presence", "UserEntry", "summarize"]
 
@@ -47,33 +49,13 @@ class Peer:
     screen: bool = False
     ready: bool = False
 
-    def fact(self) -> dict[str, Any]:
-        """This peer as a JSON-able fact for other processes."""
-        return {
-            "peerId": self.peer_id,
-            "userId": self.user_id,
-            "userName": self.user_name,
-            "transport": self.transport,
-            "node": self.node,
-            "camera": self.camera,
-            "mic": self.mic,
-            "screen": self.screen,
-            "ready": self.ready,
-        }
+    def fact(self) -> PeerCard:
+        """This peer as other processes see it (a frozen snapshot: same fields, same order)."""
+        return PeerCard(*astuple(self))
 
     @classmethod
-    def from_fact(cls, f: dict[str, Any]) -> Peer:
-        return cls(
-            str(f["peerId"]),
-            str(f["userId"]),
-            str(f["userName"]),
-            str(f["transport"]),
-            str(f.get("node", "")),
-            bool(f.get("camera")),
-            bool(f.get("mic")),
-            bool(f.get("screen")),
-            bool(f.get("ready")),
-        )
+    def from_fact(cls, card: PeerCard) -> Peer:
+        return cls(*astuple(card))
 
     def wire(self) -> dict[str, Any]:
         return {

@@ -26,7 +26,7 @@ from typing import Any, cast
 from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 
-from app.core import ClientError, parse
+from app.core import ClientError, CloseCode, parse
 from app.core.messages import Auth
 from app.hub import Connection
 from app.metrics import Metrics
@@ -40,11 +40,6 @@ __all__ = ["PATH", "is_chat_ws", "serve"]
 log = logging.getLogger("lastra.ws")
 
 PATH = "/api/chat.ws"
-CLOSE_TOO_BIG = 1009
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_INVALID = 1008  # an ``auth`` frame with a token but a bad field (lastSeq, epoch)
-CLOSE_TRANSPORT = 4403
-CLOSE_TRY_LATER = 1013
 
 
 def is_chat_ws(scope: Scope) -> bool:
@@ -66,22 +61,22 @@ async def _first_auth(receive: Receive, timeout: float, max_bytes: int) -> Auth 
         async with asyncio.timeout(timeout):
             message = await receive()
     except TimeoutError:
-        return CLOSE_UNAUTHENTICATED
+        return CloseCode.UNAUTHENTICATED
     if message["type"] == "websocket.disconnect":
-        return 1000
+        return CloseCode.NORMAL
     raw = message.get("text") or message.get("bytes") or ""
     if len(raw) > max_bytes:
-        return CLOSE_TOO_BIG
+        return CloseCode.TOO_BIG
     try:
         obj = decode(raw)
         msg = parse(obj)
     except ValueError:
-        return CLOSE_UNAUTHENTICATED
+        return CloseCode.UNAUTHENTICATED
     except ClientError:  # a token that came with a bad resume point is not an auth problem
         data = obj.get("data") if isinstance(obj, dict) and obj.get("type") == "auth" else None
         token = data.get("token") if isinstance(data, dict) else None
-        return CLOSE_INVALID if isinstance(token, str) and token else CLOSE_UNAUTHENTICATED
-    return msg if isinstance(msg, Auth) else CLOSE_UNAUTHENTICATED
+        return CloseCode.INVALID if isinstance(token, str) and token else CloseCode.UNAUTHENTICATED
+    return msg if isinstance(msg, Auth) else CloseCode.UNAUTHENTICATED
 
 
 async def serve(services: Services, scope: Scope, receive: Receive, send: Send) -> None:
@@ -91,7 +86,7 @@ async def serve(services: Services, scope: Scope, receive: Receive, send: Send) 
     except Exception:  # a bug must cost one connection, not a 500 log storm
         log.exception("WebSocket handler failed")
         services.hub.metrics.error("internal", "ws")
-        await _close(send, 1011, "internal")
+        await _close(send, CloseCode.INTERNAL, "internal")
 
 
 async def _serve(services: Services, scope: Scope, receive: Receive, send: Send) -> None:
@@ -101,17 +96,18 @@ async def _serve(services: Services, scope: Scope, receive: Receive, send: Send)
         return
     if not origin_allowed(services, HTTPConnection(scope)):
         hub.metrics.refused.labels("origin").inc()
-        await _close(send, CLOSE_TRANSPORT, "origin-not-allowed")  # → HTTP 403
+        await _close(send, CloseCode.FORBIDDEN, "origin-not-allowed")  # → HTTP 403
         return
     await send({"type": "websocket.accept"})
     auth = await _first_auth(receive, settings.auth_timeout, settings.max_message_bytes)
     if isinstance(auth, int):
-        reason = {
-            CLOSE_TOO_BIG: "too-large",
-            CLOSE_UNAUTHENTICATED: "auth-required",
-            CLOSE_INVALID: "invalid-auth",
-        }.get(auth, "")
-        if auth == CLOSE_UNAUTHENTICATED:
+        reasons: dict[int, str] = {
+            CloseCode.TOO_BIG: "too-large",
+            CloseCode.UNAUTHENTICATED: "auth-required",
+            CloseCode.INVALID: "invalid-auth",
+        }
+        reason = reasons.get(auth, "")
+        if auth == CloseCode.UNAUTHENTICATED:
             hub.metrics.error("not_authenticated", "ws")
         await _close(send, auth, reason)
         return
@@ -119,18 +115,18 @@ async def _serve(services: Services, scope: Scope, receive: Receive, send: Send)
     if identity is None:
         hub.metrics.error("not_authenticated", "ws")
         hub.metrics.refused.labels("bad-token").inc()
-        await _close(send, CLOSE_UNAUTHENTICATED, "bad-token")
+        await _close(send, CloseCode.UNAUTHENTICATED, "bad-token")
         return
     if services.assignment(identity.user_id).transport != "ws":
         hub.metrics.refused.labels("transport-disabled").inc()
-        await _close(send, CLOSE_TRANSPORT, "transport-disabled")
+        await _close(send, CloseCode.FORBIDDEN, "transport-disabled")
         return
     conn = Connection(identity, "ws", settings.outbound_queue)
     client = scope.get("client")
     conn.address = str(client[0]) if client else ""
     refusal = hub.admit(conn)
     if refusal is not None:
-        await _close(send, CLOSE_TRY_LATER, refusal)
+        await _close(send, CloseCode.TRY_LATER, refusal)
         return
     direct = offered(scope)
     if direct is not None:  # a WebSocket scope's offer is a DirectSocket
@@ -154,7 +150,7 @@ async def _read(services: Services, conn: Connection, receive: Receive) -> int |
             hub.frame_error(conn, ClientError("invalid", "only text frames are accepted"))
             continue
         if len(text) > max_bytes and len(text.encode()) > max_bytes:
-            conn.close(CLOSE_TOO_BIG, "too-large")
+            conn.close(CloseCode.TOO_BIG, "too-large")
             continue
         hub.frame(conn, text)
 
