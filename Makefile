@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install run test lint fmt chromium soak bench bench-quick clean lock upgrade image-check
+.PHONY: install run test lint fmt chromium soak fuzz bench bench-quick clean lock upgrade image-check
 
 # Install from the committed lock (requirements/*.txt, pinned with hashes) and from
 # nothing else: the package itself goes in without dependencies or build isolation.
@@ -52,6 +52,16 @@ fmt: install
 
 test: install chromium node-deps lint image-check
 	$(BIN)/python -m pytest
+
+# Fuzzing at volume (issue 14, tests/fuzzer.py): ten minutes of generated inputs against a
+# real `python -m app` (WebSocket frames of every type, raw frames, every POST and session
+# body, SSE query strings and headers, the legacy wire); it needs >= 100,000 inputs, no 5xx,
+# no `internal` error, every connection place given back and a bounded RSS. FUZZ_SEED
+# replays a run. `make test` runs 15 s of the same (tests/test_fuzz_volume.py).
+FUZZ_SECONDS ?= 600
+fuzz: install
+	$(BIN)/python tests/fuzzer.py --budget $(FUZZ_SECONDS) --min-inputs 100000 \
+	  $(if $(FUZZ_SEED),--seed $(FUZZ_SEED))
 
 soak: install
 	LASTRA_SOAK_ROUNDS=$${LASTRA_SOAK_ROUNDS:-20} $(BIN)/python -m pytest -m slow -k fault -s

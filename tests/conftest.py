@@ -120,10 +120,11 @@ def server_env(data_dir: Path, **settings: str) -> dict[str, str]:
         "PRESENCE_BATCH": "0",
         "PRESENCE_GRACE": "0.5",
         "LOG_LEVEL": "warning",
-        # every test client comes from 127.0.0.1: the per-IP session limit is
-        # tested on its own, with its own settings
+        # every test client comes from 127.0.0.1: the per-IP session limit and the
+        # per-address connection cap are tested on their own, with their own settings
         "SESSION_RATE": "1000",
         "SESSION_BURST": "100000",
+        "MAX_ADDRESS_CONNECTIONS": "100000",
     }
     base.update(settings)
     env.update({f"LASTRA_{k}": str(v) for k, v in base.items()})
