@@ -391,7 +391,7 @@ class Fuzz:
             frames = self._raw_frames(gen)
             self.tally.inputs["raw-frame"] += 1
             with contextlib.suppress(TimeoutError, OSError):
-                await asyncio.wait_for(self._raw_session(frames), 5)
+                await asyncio.wait_for(self._raw_session(frames), 1.5)
 
     def _raw_frames(self, gen: Gen) -> list[bytes]:
         r = gen.r

@@ -20,6 +20,7 @@ import httpx
 import pytest
 from clients import running_server, server_factory, sync_http
 from conftest import Server
+from fuzzer import frame_bytes
 from test_ops_support import mint, scrape, value
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
@@ -276,3 +277,25 @@ def test_the_sse_closing_line_is_written_once(servers: Callable[..., Server]) ->
         with contextlib.suppress(httpx.HTTPError):
             body = stream.read()
     assert body.count(b": closed") == 1, body[-400:]
+
+
+# ------------------------------------------------------------------ invalid UTF-8
+
+
+def test_invalid_utf8_closes_1007_without_an_error_log(srv: Server) -> None:
+    """Found by the fuzzer: uvicorn closed 1007 but logged an ERROR with a traceback first."""
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
+            sock.sendall(
+                b"GET /api/chat.ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+            )
+            assert sock.recv(4096).startswith(b"HTTP/1.1 101")
+            sock.sendall(frame_bytes(True, 0, 1, b"\xff\xfe", True, 2))
+            got = b""
+            with contextlib.suppress(OSError):
+                while chunk := sock.recv(4096):
+                    got += chunk
+            assert got.startswith(b"\x88") and got[2:4] == (1007).to_bytes(2, "big"), got
+    assert "Invalid UTF-8" not in srv.log() and "Traceback" not in srv.log(), srv.log()

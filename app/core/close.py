@@ -17,6 +17,8 @@ class CloseCode(IntEnum):
     GOING_AWAY = 1001
     NO_STATUS = 1005  #: the client's close frame carried no code
     ABNORMAL = 1006  #: the connection dropped without a close frame
+    PROTOCOL_ERROR = 1002  #: a frame broke RFC 6455 (reserved bits, opcodes, masking)
+    INVALID_DATA = 1007  #: a text message that is not UTF-8
     INVALID = 1008  #: an ``auth`` frame with a token but a bad field (lastSeq, epoch)
     TOO_BIG = 1009
     INTERNAL = 1011

@@ -54,6 +54,8 @@ PRIVATE_SURFACE: Final[tuple[tuple[str, str, dict[str, str]], ...]] = (
         {
             "__init__": "(self, config, server_state, app_state, _loop)",
             "handle_connect": "(self, event)",
+            "send_receive_event_to_app": "(self)",
+            "handle_parser_exception": "(self)",
             "send": "(self, message)",
             "resume_writing": "(self)",
             "queue": "attr",
@@ -66,6 +68,8 @@ PRIVATE_SURFACE: Final[tuple[tuple[str, str, dict[str, str]], ...]] = (
             "disconnected": "attr",
             "transport": "attr",
             "conn": "attr",
+            "frames": "attr",
+            "curr_msg_data_type": "attr",
             "read_paused": "attr",
             "loop": "attr",
             "close_timer": "attr",
@@ -206,6 +210,22 @@ class LastraWebSocketProtocol(WebSocketsSansIOProtocol):
         if scope is not None:  # the handshake went on to the app (101)
             scope["extensions"][DIRECT] = self
         _replace(self, "request", None)  # its headers live on in the scope
+
+    def send_receive_event_to_app(self) -> None:
+        """A text message that is not UTF-8 closes 1007 quietly.
+
+        uvicorn closes 1007 too, but logs an ERROR with a traceback first: one
+        bad frame per connection would be a log storm anyone can start.
+        """
+        if self.curr_msg_data_type == "text" and not self.close_sent:
+            try:
+                b"".join(self.frames).decode()
+            except UnicodeDecodeError:
+                self.frames = []
+                self.conn.send_close(1007, "invalid-utf8")
+                self.handle_parser_exception()
+                return
+        super().send_receive_event_to_app()
 
     async def send(self, message: ASGISendEvent) -> None:
         await super().send(message)
