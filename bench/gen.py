@@ -884,8 +884,8 @@ class Storm:
         self.tasks: set[asyncio.Task[None]] = set()
 
     def lost(self, old: Client) -> None:
-        if not isinstance(old, WSClient) or old.staller:
-            return
+        if not isinstance(old, WSClient):
+            return  # (the would-be stalled client comes back too: it is one of the N users)
         self.gone += 1
         if not self.t_first_close:
             self.t_first_close = now_ns()
