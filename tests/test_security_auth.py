@@ -60,6 +60,8 @@ SAMPLE_BODIES: dict[str, dict[str, Any]] = {
     "clear": {},
     "ai-request": {"prompt": "hello"},
     "ready": {},
+    "call-outcome": {"peerId": "p_nobody", "outcome": "failed"},
+    "delivery-report": {"sendToAckMs": [12]},
 }
 
 

@@ -65,6 +65,9 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
             "SESSION_RATE": "0.001",
             "SESSION_BURST": "3",
             "MAX_MESSAGE_BYTES": str(MAX_BYTES),
+            # the tests' own address is the operator's listed proxy here (issue 14:
+            # forwarded headers are trusted only from listed addresses)
+            "FORWARDED_ALLOW_IPS": "127.0.0.1",
         },
     )
     all_ = [plain, listed, capped]
@@ -92,6 +95,8 @@ SAMPLE_BODIES: dict[str, dict[str, Any]] = {
     "clear": {},
     "ai-request": {"prompt": "hi"},
     "ready": {},
+    "call-outcome": {"peerId": "p_nobody", "outcome": "failed"},
+    "delivery-report": {"sendToAckMs": [12]},
 }
 ALL_POSTS = [*POST_ENDPOINTS.values(), "/api/screen-share-signal"]
 
