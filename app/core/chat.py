@@ -241,6 +241,13 @@ class Chat:
             out += self.disconnect(peer.peer_id, now)
         return out
 
+    def restore_bot_states(self, states: dict[str, bool]) -> None:
+        """The stored enable states (at start); names of bots no longer configured are ignored."""
+        for name, enabled in states.items():
+            bot = self.bots.get(name)
+            if bot is not None:
+                bot.enabled = enabled
+
     def local_peers(self) -> list[Peer]:
         return [p for p in self.presence.peers.values() if p.node == self.config.node]
 

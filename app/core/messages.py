@@ -34,6 +34,7 @@ __all__ = [
     "Typing",
     "parse",
     "parse_data",
+    "parse_ref",
 ]
 
 MAX_TEXT_CHARS: Final = 4000
@@ -139,7 +140,8 @@ ClientMessage = (
 )
 
 
-def _ref(obj: dict[str, Any]) -> str | None:
+def parse_ref(obj: dict[str, Any]) -> str | None:
+    """The ``ref`` of an envelope (WebSocket) or a POST body: the one rule for both."""
     ref = obj.get("ref")
     if ref is None:
         return None
@@ -170,7 +172,7 @@ def parse(obj: object) -> ClientMessage:
     """
     if not isinstance(obj, dict):
         raise ClientError("bad_json", "a message must be a JSON object {type, data}")
-    ref = _ref(obj)
+    ref = parse_ref(obj)
     kind = obj.get("type")
     if not isinstance(kind, str):
         raise ClientError("invalid", "type must be a string", ref)

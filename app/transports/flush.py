@@ -28,8 +28,7 @@ from typing import Any, Protocol
 
 from app.hub import Connection
 from app.metrics import Metrics
-
-from .codec import SSE_KEEPALIVE, Frame
+from app.wire import SSE_KEEPALIVE, Frame
 
 __all__ = ["DIRECT", "DirectLink", "DirectSocket", "DirectStream", "Flusher", "offered"]
 

@@ -11,8 +11,8 @@ from fastapi.responses import JSONResponse
 
 from app.auth import new_user_id
 from app.core import ClientError
+from app.wire import decode
 
-from .codec import decode
 from .deps import ServicesDep, bearer, error_response, identity_of, origin_allowed, read_body
 
 __all__ = ["router"]

@@ -43,9 +43,9 @@ from starlette.types import Receive, Scope, Send
 from app.core import ClientError, Event, Identity, parse_data
 from app.core import Send as SendTo
 from app.core.chat import LEGACY_TRANSPORT
-from app.hub import Connection, Hub
+from app.hub import Connection, Hub, Session
+from app.wire import SSE_KEEPALIVE, Frame, decode
 
-from .codec import SSE_KEEPALIVE, Frame, decode
 from .deps import Services, bearer, error_response, origin_allowed, read_body
 from .http import _clean_name
 
@@ -250,37 +250,34 @@ async def _events(services: Services, wire: LegacyWire, conn: Connection) -> Asy
     view = LegacyView(hub, conn.identity.user_id)
     task = asyncio.current_task()
 
-    def abort() -> None:
-        """The tab stopped reading: let go of it now, cancel the writer later."""
-        hub.detach(conn)
+    def kill() -> None:
         if task is not None:
-            asyncio.get_running_loop().call_later(conn.KILL_AFTER, task.cancel)
+            task.cancel()
 
-    conn.on_abort = abort
-    await hub.attach(conn, None, None)
-    while True:
-        try:
-            batch = await conn.next_batch(services.settings.sse_keepalive)
-        except TimeoutError:
-            if not wire.on():
-                return
-            yield SSE_KEEPALIVE
-            continue
-        if batch is None:
-            return
-        parts: list[bytes] = []
-        for frame in batch:
+    async with Session(hub, conn, kill):
+        while True:
             try:
-                events = view.translate(frame)
-            except Exception:  # ours, not the tab's: skip the one event, keep the stream
-                log.exception("could not translate a %s event for an SSE-era tab", frame.type)
+                batch = await conn.next_batch(services.settings.sse_keepalive)
+            except TimeoutError:
+                if not wire.on():
+                    return
+                yield SSE_KEEPALIVE
                 continue
-            for name, data in events:
-                parts.append(b"event: %s\ndata: %s\n\n" % (name.encode(), orjson.dumps(data)))
-                counts[(name, LEGACY_TRANSPORT)] += 1
-        latency.observe(time.monotonic() - batch[0].born)
-        if parts:
-            yield b"".join(parts)
+            if batch is None:
+                return
+            parts: list[bytes] = []
+            for frame in batch:
+                try:
+                    events = view.translate(frame)
+                except Exception:  # ours, not the tab's: skip the one event, keep the stream
+                    log.exception("could not translate a %s event for an SSE-era tab", frame.type)
+                    continue
+                for name, data in events:
+                    parts.append(b"event: %s\ndata: %s\n\n" % (name.encode(), orjson.dumps(data)))
+                    counts[(name, LEGACY_TRANSPORT)] += 1
+            latency.observe(time.monotonic() - batch[0].born)
+            if parts:
+                yield b"".join(parts)
 
 
 # -------------------------------------------------------------- translation
@@ -586,4 +583,6 @@ async def _signal(hub: Hub, user: Identity, peer_id: str | None, body: dict[str,
             if p.transport == LEGACY_TRANSPORT and p.user_id != user.user_id
         ]
     event = Event(LEGACY_SIGNAL, relay)
-    hub.run([SendTo(p.peer_id, event) for p in peers if p.transport == LEGACY_TRANSPORT], None)
+    hub.carry_out(
+        [SendTo(p.peer_id, event) for p in peers if p.transport == LEGACY_TRANSPORT], None
+    )

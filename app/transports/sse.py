@@ -19,10 +19,11 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Receive, Scope, Send
 
 from app.core import ClientError, parse_data
-from app.hub import Connection
+from app.core.messages import parse_ref
+from app.hub import Connection, Session
+from app.wire import SSE_KEEPALIVE, SSE_RETRY, decode, sse_closed
 
 from . import legacy
-from .codec import SSE_KEEPALIVE, SSE_RETRY, decode, sse_closed
 from .deps import (
     Services,
     ServicesDep,
@@ -199,31 +200,21 @@ class _DirectStream(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         services, conn, last_seq, epoch, link = self._args
-        hub = services.hub
         flusher = services.flusher()
-
-        def abort() -> None:
-            """The client stopped reading: the stream's end is stuck. Let go of it."""
-            hub.detach(conn)
-            asyncio.get_running_loop().call_later(conn.KILL_AFTER, link.abort)
-
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         except BaseException:
-            hub.release(conn)  # the client left before the stream started
+            services.hub.release(conn)  # the client left before the stream started
             raise
         ended = link.bind()
-        conn.on_abort = abort
         try:
             link.write_raw([SSE_RETRY])
             flusher.link_stream(conn, link)
-            await hub.attach(conn, last_seq, epoch)
-            await ended
+            async with Session(services.hub, conn, link.abort, last_seq, epoch):
+                await ended
         finally:
-            conn.finished()
             flusher.unlink(conn)
             link.release()
-            hub.detach(conn)
         if link.open:  # end the response; a reader that stopped never drains it: drop it
             killer = asyncio.get_running_loop().call_later(conn.KILL_AFTER, link.abort)
             try:
@@ -245,14 +236,7 @@ async def _stream(
         if task is not None and not task.done():
             task.cancel()
 
-    def abort() -> None:
-        """The client stopped reading: the stream's end is stuck. Let go of it."""
-        hub.detach(conn)
-        asyncio.get_running_loop().call_later(conn.KILL_AFTER, kill)
-
-    conn.on_abort = abort
-    try:
-        await hub.attach(conn, last_seq, epoch)
+    async with Session(hub, conn, kill, last_seq, epoch):
         yield SSE_RETRY
         while (batch := await conn.next_batch()) is not None:
             yield b"".join(frame.sse for frame in batch)
@@ -261,9 +245,6 @@ async def _stream(
             latency.observe(time.monotonic() - batch[0].born)
         # closing: tell EventSource when to come back (a restart, a slow consumer)
         yield sse_closed(conn.close_code, conn.close_reason)
-    finally:
-        conn.finished()
-        hub.detach(conn)
 
 
 async def post_message(request: Request, services: ServicesDep) -> Response:
@@ -282,11 +263,8 @@ async def post_message(request: Request, services: ServicesDep) -> Response:
             raise ClientError("bad_json", "the body is not valid JSON") from None
         if not isinstance(body, dict):  # the body is the envelope's data
             raise ClientError("invalid", "the body must be a JSON object (the message's data)")
-        raw_ref = body.pop("ref", None)
-        if raw_ref is not None:
-            if not isinstance(raw_ref, str) or len(raw_ref) > 64:
-                raise ClientError("invalid", "ref must be a string of at most 64 characters")
-            ref = raw_ref
+        ref = parse_ref(body)
+        body.pop("ref", None)
         body.update(fixed)
         msg = parse_data(kind, body, ref)
         peer_id = request.headers.get("x-lastra-peer") or request.query_params.get("peerId")

@@ -29,7 +29,8 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from uvicorn.server import ServerState
 from websockets.http11 import Request
 
-from .codec import Frame, sse_closed
+from app.wire import Frame, sse_closed
+
 from .flush import DIRECT
 
 __all__ = [

@@ -21,17 +21,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any, cast
+from typing import cast
 
 from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 
 from app.core import ClientError, CloseCode, parse
 from app.core.messages import Auth
-from app.hub import Connection
+from app.hub import Connection, Session
 from app.metrics import Metrics
+from app.wire import decode
 
-from .codec import decode
 from .deps import Services, origin_allowed
 from .flush import DirectSocket, offered
 
@@ -147,12 +147,12 @@ async def _read(services: Services, conn: Connection, receive: Receive) -> int |
             continue  # our close is on its way; the rest is not read
         text = message.get("text")
         if text is None:
-            hub.frame_error(conn, ClientError("invalid", "only text frames are accepted"))
+            hub.reject(conn, ClientError("invalid", "only text frames are accepted"))
             continue
         if len(text) > max_bytes and len(text.encode()) > max_bytes:
             conn.close(CloseCode.TOO_BIG, "too-large")
             continue
-        hub.frame(conn, text)
+        hub.receive(conn, text)
 
 
 async def _session_direct(
@@ -162,26 +162,14 @@ async def _session_direct(
     auth: Auth,
     receive: Receive,
 ) -> None:
-    hub = services.hub
     flusher = services.flusher()
-
-    def abort() -> None:
-        """The client stopped reading: its close frame is stuck. Let go of it."""
-        log.info("letting go of stalled connection %s (%s)", conn.peer_id, conn.close_code)
-        hub.detach(conn)
-        asyncio.get_running_loop().call_later(conn.KILL_AFTER, proto.abort)
-
     flusher.link(conn, proto)
-    conn.on_abort = abort
-    client_code: int | None = None
     try:
-        await hub.attach(conn, auth.last_seq, auth.epoch)
-        client_code = await _read(services, conn, receive)
+        async with Session(services.hub, conn, proto.abort, auth.last_seq, auth.epoch) as live:
+            live.client_code = await _read(services, conn, receive)
     finally:
-        conn.finished()
         flusher.unlink(conn)
-        hub.detach(conn, client_code)
-        conn.close(1000, "")
+        conn.close(CloseCode.NORMAL, "")
         if proto.open:  # e.g. cancelled at shutdown: say goodbye properly
             proto.close_now(conn.close_code, conn.close_reason)
         # a client that stopped reading never completes the closing handshake, and a
@@ -193,29 +181,15 @@ async def _session_direct(
 async def _session_asgi(
     services: Services, conn: Connection, auth: Auth, receive: Receive, send: Send
 ) -> None:
-    hub = services.hub
-    writer = asyncio.create_task(_writer(send, conn, hub.metrics))
-    current = asyncio.current_task()
-    assert current is not None
-    handler: asyncio.Task[Any] = current
-
-    def abort() -> None:
-        log.info("letting go of stalled connection %s (%s)", conn.peer_id, conn.close_code)
-        hub.detach(conn)
-        asyncio.get_running_loop().call_later(conn.KILL_AFTER, handler.cancel)
-
-    conn.on_abort = abort
-    client_code: int | None = None
+    writer = asyncio.create_task(_writer(send, conn, services.hub.metrics))
+    handler = asyncio.current_task()
+    assert handler is not None
+    live = Session(services.hub, conn, handler.cancel, auth.last_seq, auth.epoch, swallow_kill=True)
     try:
-        await hub.attach(conn, auth.last_seq, auth.epoch)
-        client_code = await _read(services, conn, receive)
-    except asyncio.CancelledError:
-        if conn.on_abort is None or not conn.closing:
-            raise  # a real cancellation (shutdown), not our abort
+        async with live:
+            live.client_code = await _read(services, conn, receive)
     finally:
-        conn.finished()
-        hub.detach(conn, client_code)
-        conn.close(1000, "")
+        conn.close(CloseCode.NORMAL, "")
         with contextlib.suppress(Exception):
             await asyncio.wait_for(writer, 5)
         writer.cancel()
