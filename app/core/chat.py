@@ -9,27 +9,21 @@ lets one core serve the WebSocket and the SSE+POST adapters alike.
 After each call the caller must carry out the returned outputs in order, and
 must call :meth:`Chat.tick` no later than :meth:`Chat.next_deadline`.
 
-Several processes, one chat: every change this process makes to shared state
-(peers, typing, bots, a user's grace ending) also comes out as a ``Publish``
-fact; the other processes feed it to :meth:`Chat.apply`, which updates their
-tables silently: the broadcast that goes with a change is made once, by the
-process that made it, and fanned out to everyone by the caller.
+Several processes, one chat: see :mod:`app.core.replica` (``Chat.apply``).
 """
 
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, assert_never
+from typing import Any
 
 from .close import CloseCode
+from .config import LEGACY_TRANSPORT, Bot, ChatConfig, Identity
 from .errors import ClientError
+from .events import ack, new_id, typing_event
 from .facts import (
     BotToggled,
-    Fact,
-    PeerCard,
     PeerDown,
     PeerUp,
     PeerUpdate,
@@ -37,7 +31,6 @@ from .facts import (
     UserGone,
 )
 from .messages import (
-    MAX_TEXT_CHARS,
     AiRequest,
     Auth,
     BotToggle,
@@ -67,76 +60,14 @@ from .outputs import (
     Tally,
 )
 from .presence import Peer, Presence, summarize
-from .ratelimit import Bucket, Rate
+from .ratelimit import Budgets
+from .replica import Replica
 from .reports import CallOutcome, DeliveryReport, cohort_of, pair_of
 
 __all__ = ["LEGACY_TRANSPORT", "Bot", "Chat", "ChatConfig", "Identity"]
 
-#: peers of SSE-era tabs (the legacy wire): listed, but they negotiate calls their own way
-LEGACY_TRANSPORT = "sse-legacy"
 
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """A verified user (from a signed token)."""
-
-    user_id: str
-    user_name: str
-
-
-@dataclass(slots=True)
-class Bot:
-    name: str
-    display_name: str
-    personality: str
-    enabled: bool = True
-
-    def wire(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "displayName": self.display_name,
-            "personality": self.personality,
-            "enabled": self.enabled,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class ChatConfig:
-    typing_timeout: float = 5.0
-    presence_grace: float = 5.0
-    presence_batch: float = 0.25
-    heartbeat_interval: float = 30.0
-    heartbeat_timeout: float = 75.0
-    history_limit: int = 256
-    max_message_bytes: int = 65536
-    rate_chat: Rate = field(default_factory=lambda: Rate(5, 20))
-    rate_signal: Rate = field(default_factory=lambda: Rate(50, 200))
-    rate_other: Rate = field(default_factory=lambda: Rate(20, 60))
-    rate_report: Rate = field(default_factory=lambda: Rate(1, 20))
-    node: str = "local"
-    ai_available: bool = False
-    #: userIds that may clear the chat and toggle bots; empty: anyone (the original app)
-    moderators: frozenset[str] = frozenset()
-
-    def limits(self) -> dict[str, Any]:
-        return {
-            "maxMessageBytes": self.max_message_bytes,
-            "maxTextChars": MAX_TEXT_CHARS,
-            "historyLimit": self.history_limit,
-            "typingTimeout": self.typing_timeout,
-            "presenceGrace": self.presence_grace,
-            "heartbeatTimeout": self.heartbeat_timeout,
-        }
-
-
-def _ack(ref: str | None, **fields: Any) -> Reply:
-    data = dict(fields)
-    if ref is not None:
-        data["ref"] = ref
-    return Reply(Event("ack", data))
-
-
-class Chat:
+class Chat(Replica):
     """One chat room's live state: presence, typing, bots, rate limits, heartbeats."""
 
     def __init__(
@@ -151,7 +82,10 @@ class Chat:
         self._clock = clock
         # user_id → (name, expires_at, owned); only the owner broadcasts the expiry
         self._typing: dict[str, tuple[str, float, bool]] = {}
-        self._buckets: dict[tuple[str, str], Bucket] = {}
+        self._budgets = Budgets(
+            {"chat": config.rate_chat, "signal": config.rate_signal, "report": config.rate_report},
+            config.rate_other,
+        )
         self._seen: dict[str, float] = {}  # local WebSocket peers → last frame time
         self._next_heartbeat_scan = 0.0
 
@@ -171,85 +105,6 @@ class Chat:
         if peer is None:
             return []
         return [Publish(PeerDown(peer_id, peer.user_id)), *self._flush_presence(now)]
-
-    def apply(self, fact: Fact, now: float) -> list[Output]:
-        """A state change another process made (its ``Publish``); updates tables silently.
-
-        Returns outputs only in one case: another process reaped this one's peers
-        (we were frozen past the reap bound) while they are still connected here;
-        then this process announces them again. (Malformed or unknown facts never
-        get here: :func:`app.core.facts.fact_from_wire` drops them at the edge.)
-        """
-        match fact:
-            case PeerUp(card) | PeerUpdate(card):
-                current = self.presence.peers.get(card.peer_id)
-                if current is None:
-                    self.presence.add(Peer.from_fact(card), now, announce=False)
-                else:
-                    for name in ("camera", "mic", "screen", "ready"):
-                        setattr(current, name, getattr(card, name))
-                    self.presence.bump(current.user_id)
-            case PeerDown(peer_id):
-                mine = self.presence.peers.get(peer_id)
-                if mine is not None and mine.node == self.config.node:
-                    self.presence.rejoin(mine, now)
-                    return [Publish(PeerUp(mine.fact())), *self._flush_presence(now)]
-                self.presence.remove(peer_id, now, owned=False)
-            case UserGone(user_id):
-                self.presence.gone(user_id)
-            case TypingChanged(user_id, user_name, on):
-                if on:
-                    expires = now + self.config.typing_timeout
-                    self._typing[user_id] = (user_name, expires, False)
-                else:
-                    self._typing.pop(user_id, None)
-            case BotToggled(name, enabled):
-                bot = self.bots.get(name)
-                if bot is not None:
-                    bot.enabled = enabled
-            case _:
-                assert_never(fact)
-        return []
-
-    def resync(self, peers: list[PeerCard], now: float) -> list[Output]:
-        """After a lost link to the other processes: their peers are exactly ``peers``.
-
-        A user who vanished meanwhile was announced by its own process; here it is
-        only removed from the clients' lists (a ``presence-diff``, no message), and
-        peers that appeared meanwhile are upserted.
-        """
-        keep = set()
-        out: list[Output] = []
-        for card in peers:
-            peer_id = card.peer_id
-            known = peer_id in self.presence.peers
-            out += self.apply(PeerUp(card), now)
-            keep.add(peer_id)
-            if not known:  # its upsert was lost with the link: tell our clients now
-                self.presence.changed(peer_id, now)
-        for peer in list(self.presence.peers.values()):
-            if peer.node != self.config.node and peer.peer_id not in keep:
-                self.presence.remove(peer.peer_id, now, owned=False)
-                self.presence.forget(peer.user_id, now)
-                self.presence.refresh(peer.user_id, now)
-        return out + self._flush_presence(now)
-
-    def reap(self, node: str, now: float) -> list[Output]:
-        """Another process died: its peers leave as if they disconnected here."""
-        out: list[Output] = []
-        for peer in [p for p in self.presence.peers.values() if p.node == node]:
-            out += self.disconnect(peer.peer_id, now)
-        return out
-
-    def restore_bot_states(self, states: dict[str, bool]) -> None:
-        """The stored enable states (at start); names of bots no longer configured are ignored."""
-        for name, enabled in states.items():
-            bot = self.bots.get(name)
-            if bot is not None:
-                bot.enabled = enabled
-
-    def local_peers(self) -> list[Peer]:
-        return [p for p in self.presence.peers.values() if p.node == self.config.node]
 
     def ready_event(
         self, peer: Peer, *, epoch: str, last_seq: int, recovered: bool, ice_servers: list[Any]
@@ -281,24 +136,8 @@ class Chat:
         return Event("bot-state", {"bots": [b.wire() for b in self.bots.values()]})
 
     def peer_of(self, user_id: str, peer_id: str | None) -> Peer:
-        """The sending peer of a POST: named, or the user's only one.
-
-        Raises ``forbidden`` for another user's peer, ``not_found`` when none fits.
-        """
-        if peer_id is not None:
-            peer = self.presence.peers.get(peer_id)
-            if peer is None:
-                raise ClientError("not_found", "no open stream with that peerId")
-            if peer.user_id != user_id:
-                raise ClientError("forbidden", "that peer belongs to another user")
-            return peer
-        user = self.presence.users.get(user_id)
-        mine = list(user.peers.values()) if user else []
-        if len(mine) == 1:
-            return mine[0]
-        if not mine:
-            raise ClientError("not_found", "open /api/chat-stream first")
-        raise ClientError("invalid", "several tabs are open: send X-Lastra-Peer")
+        """The sending peer of a POST (see :meth:`Presence.peer_of`)."""
+        return self.presence.peer_of(user_id, peer_id)
 
     # --------------------------------------------------------------- messages
 
@@ -362,7 +201,7 @@ class Chat:
             ]
         if isinstance(msg, Clear):
             by = {"userId": user.user_id, "userName": user.user_name}
-            data = {"id": _new_id(), "ts": self._ts(), "by": by}
+            data = {"id": new_id(), "ts": self._ts(), "by": by}
             return [Append(Draft("clear", data, user.user_id, None, msg.ref))]
         if isinstance(msg, AiRequest):
             return [self._ask(user, msg)]
@@ -381,9 +220,9 @@ class Chat:
         if not duplicate:
             out.append(Broadcast(draft.event(seq)))
         if draft.type == "chat" and draft.user_id is not None:
-            out.append(_ack(draft.ref, clientId=draft.client_id, id=first_id or draft.id, seq=seq))
+            out.append(ack(draft.ref, clientId=draft.client_id, id=first_id or draft.id, seq=seq))
         elif draft.ref is not None:
-            out.append(_ack(draft.ref, seq=seq))
+            out.append(ack(draft.ref, seq=seq))
         return out
 
     # ------------------------------------------------------------------ time
@@ -395,7 +234,7 @@ class Chat:
             if expires <= now:
                 del self._typing[user_id]
                 if owned:
-                    out.append(Broadcast(_typing_event(user_id, name, False)))
+                    out.append(Broadcast(typing_event(user_id, name, False)))
         for user_id in self.presence.expire(now):
             out.append(Publish(UserGone(user_id)))
         out += self._flush_presence(now)
@@ -436,22 +275,10 @@ class Chat:
             raise ClientError("forbidden", "only moderators may clear the chat or toggle bots", ref)
 
     def _ok(self, ref: str | None) -> list[Output]:
-        return [_ack(ref)] if ref is not None else []
+        return [ack(ref)] if ref is not None else []
 
     def _limit(self, user: Identity, kind: str, now: float, ref: str | None) -> None:
-        key = (user.user_id, kind)
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            rate = {
-                "chat": self.config.rate_chat,
-                "signal": self.config.rate_signal,
-                "report": self.config.rate_report,
-            }.get(kind, self.config.rate_other)
-            if len(self._buckets) >= 100_000:  # bound memory against user-id churn:
-                # a full bucket is the same as a new one, so dropping those is free
-                self._buckets = {k: b for k, b in self._buckets.items() if not b.full(now)}
-            bucket = self._buckets[key] = Bucket(rate, now)
-        if not bucket.take(now):
+        if not self._budgets.take(user.user_id, kind, now):
             raise ClientError("rate_limited", f"too many {kind} messages; slow down", ref)
 
     def _own_peer(self, user: Identity, peer_id: str | None, ref: str | None) -> Peer:
@@ -464,7 +291,7 @@ class Chat:
     def _chat(self, user: Identity, msg: ChatMessage, now: float) -> list[Output]:
         out = self._set_typing(user, False, now)
         data = {
-            "id": _new_id(),
+            "id": new_id(),
             "ts": self._ts(),
             "kind": "user",
             "userId": user.user_id,
@@ -535,7 +362,7 @@ class Chat:
         fact = TypingChanged(user.user_id, user.user_name, typing)
         if was == typing:
             return [Publish(fact)]
-        return [Publish(fact), Broadcast(_typing_event(user.user_id, user.user_name, typing))]
+        return [Publish(fact), Broadcast(typing_event(user.user_id, user.user_name, typing))]
 
     def _peer_changed(self, peer: Peer, now: float) -> list[Output]:
         self.presence.changed(peer.peer_id, now)
@@ -556,18 +383,10 @@ class Chat:
 
     def _system(self, text: str) -> dict[str, Any]:
         return {
-            "id": _new_id(),
+            "id": new_id(),
             "ts": self._ts(),
             "kind": "system",
             "userId": None,
             "userName": None,
             "text": text,
         }
-
-
-def _typing_event(user_id: str, name: str, typing: bool) -> Event:
-    return Event("typing", {"userId": user_id, "userName": name, "isTyping": typing})
-
-
-def _new_id() -> str:
-    return uuid.uuid4().hex

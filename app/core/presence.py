@@ -30,6 +30,7 @@ from __future__ import annotations
 from dataclasses import astuple, dataclass, field
 from typing import Any
 
+from .errors import ClientError
 from .facts import PeerCard
 
 __all__ = ["Flush", "Peer", "Presence", "UserEntry", "summarize"]
@@ -260,6 +261,26 @@ class Presence:
         self._left = []
         self._flush_at = None
         return out
+
+    def peer_of(self, user_id: str, peer_id: str | None) -> Peer:
+        """The sending peer of a POST: named, or the user's only one.
+
+        Raises ``forbidden`` for another user's peer, ``not_found`` when none fits.
+        """
+        if peer_id is not None:
+            peer = self.peers.get(peer_id)
+            if peer is None:
+                raise ClientError("not_found", "no open stream with that peerId")
+            if peer.user_id != user_id:
+                raise ClientError("forbidden", "that peer belongs to another user")
+            return peer
+        user = self.users.get(user_id)
+        mine = list(user.peers.values()) if user else []
+        if len(mine) == 1:
+            return mine[0]
+        if not mine:
+            raise ClientError("not_found", "open /api/chat-stream first")
+        raise ClientError("invalid", "several tabs are open: send X-Lastra-Peer")
 
     def snapshot(self) -> list[dict[str, Any]]:
         return [u.wire() for u in self.users.values()]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Bucket", "Rate"]
+__all__ = ["Bucket", "Budgets", "Rate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,3 +41,27 @@ class Bucket:
             self._tokens -= cost
             return True
         return False
+
+
+class Budgets:
+    """One bucket per (user, kind of message); kinds without their own rate share ``other``."""
+
+    #: beyond this many buckets, full ones are dropped (bounded memory against user-id churn)
+    MAX_BUCKETS = 100_000
+
+    def __init__(self, rates: dict[str, Rate], other: Rate) -> None:
+        self._rates = rates
+        self._other = other
+        self._buckets: dict[tuple[str, str], Bucket] = {}
+
+    def take(self, user_id: str, kind: str, now: float) -> bool:
+        """One ``kind`` message from ``user_id``'s budget; False when over its rate."""
+        key = (user_id, kind)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= self.MAX_BUCKETS:
+                # a full bucket is the same as a new one, so dropping those is free
+                self._buckets = {k: b for k, b in self._buckets.items() if not b.full(now)}
+            rate = self._rates.get(kind, self._other)
+            bucket = self._buckets[key] = Bucket(rate, now)
+        return bucket.take(now)

@@ -26,12 +26,9 @@ today's protocol in :mod:`.sse`. Both meet in one core: one history, one presenc
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
-import re
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -44,10 +41,12 @@ from app.core import ClientError, Event, Identity, parse_data
 from app.core import Send as SendTo
 from app.core.chat import LEGACY_TRANSPORT
 from app.hub import Connection, Hub, Session
-from app.wire import SSE_KEEPALIVE, Frame, decode
+from app.wire import SSE_KEEPALIVE, decode
 
 from .deps import Services, bearer, error_response, origin_allowed, read_body
 from .http import _clean_name
+from .legacy_view import LEGACY_SIGNAL, LegacyView, bots_data
+from .legacy_wire import USER_ID, LegacyWire, wire_of
 
 __all__ = [
     "LEGACY_SIGNAL",
@@ -63,11 +62,6 @@ __all__ = [
 
 log = logging.getLogger("lastra.legacy")
 
-#: an internal event: one legacy tab's signal, verbatim, for one other legacy tab
-LEGACY_SIGNAL = "legacy-signal"
-#: the old client's ids: ``user-<Date.now()>-<base36>``; never ``u_…``, ``ai…`` or ``system``
-USER_ID = re.compile(r"user-[0-9A-Za-z-]{1,59}")
-COOKIE_PREFIX = "lastra_legacy_"
 #: the POSTs of the old client (the others stay token-only)
 POSTS = frozenset(
     {
@@ -81,85 +75,7 @@ POSTS = frozenset(
 )
 SIGNAL_TYPES = frozenset({"offer", "answer", "ice-candidate", "media-state"})
 STREAM_TYPES = frozenset({"webcam", "desktop"})
-#: events a legacy tab has no name for (it resyncs from the greeting, not by seq)
-_UNSPOKEN = frozenset({"ready", "ack", "error", "pong", "webrtc-signal"})
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-class LegacyWire:
-    """The mode's switch for one app: on, off, or past ``LASTRA_LEGACY_WIRE_UNTIL``.
-
-    A migration ends: from the day after the date the mode is off, said once in
-    the log, and the open legacy streams of this process end at their next idle tick.
-    """
-
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        self._expired = False
-
-    def on(self) -> bool:
-        settings = self.services.settings
-        if not settings.legacy_wire:
-            return False
-        until = settings.legacy_wire_until
-        if until is None or datetime.now(UTC).date() <= until:
-            return True
-        if not self._expired:
-            self._expired = True
-            log.warning("legacy wire turned itself off: LASTRA_LEGACY_WIRE_UNTIL=%s passed", until)
-            for conn in list(self.services.hub.conns.values()):
-                if conn.transport == LEGACY_TRANSPORT:
-                    conn.close(1000, "legacy-wire-off")
-        return False
-
-    # --------------------------------------------------------- cookie binding
-
-    def cookie(self, user_id: str) -> str:
-        exp = int(time.time() + self.services.tokens.ttl)
-        return f"{exp}.{self._mac(user_id, exp)}"
-
-    def bound(self, request: HTTPConnection, user_id: str) -> bool:
-        """This browser opened the stream of ``user_id`` (its cookie is ours and fresh)."""
-        value = request.cookies.get(COOKIE_PREFIX + user_id, "")
-        exp, _, mac = value.partition(".")
-        if not exp.isascii() or not exp.isdigit() or len(exp) > 12 or int(exp) <= time.time():
-            return False
-        return hmac.compare_digest(mac, self._mac(user_id, int(exp)))
-
-    def any_bound(self, request: HTTPConnection) -> str | None:
-        """The first legacy ``userId`` this browser holds a valid cookie for."""
-        for name in request.cookies:
-            user_id = name[len(COOKIE_PREFIX) :]
-            if (
-                name.startswith(COOKIE_PREFIX)
-                and USER_ID.fullmatch(user_id)
-                and self.bound(request, user_id)
-            ):
-                return user_id
-        return None
-
-    def set_cookie(self, request: HTTPConnection, response: Response, user_id: str) -> None:
-        response.set_cookie(
-            COOKIE_PREFIX + user_id,
-            self.cookie(user_id),
-            max_age=int(self.services.tokens.ttl),
-            httponly=True,
-            samesite="strict",
-            secure=request.url.scheme == "https",
-            path="/api",
-        )
-
-    def _mac(self, user_id: str, exp: int) -> str:
-        return self.services.tokens.sign("legacy-cookie", f"{user_id}|{exp}")
-
-
-def wire_of(request: HTTPConnection) -> LegacyWire:
-    """The app's :class:`LegacyWire` (made on first use)."""
-    state = request.app.state
-    wire: LegacyWire | None = getattr(state, "legacy_wire", None)
-    if wire is None:
-        wire = state.legacy_wire = LegacyWire(state.services)
-    return wire
 
 
 def speaks_to(request: Request) -> bool:
@@ -278,172 +194,6 @@ async def _events(services: Services, wire: LegacyWire, conn: Connection) -> Asy
             latency.observe(time.monotonic() - batch[0].born)
             if parts:
                 yield b"".join(parts)
-
-
-# -------------------------------------------------------------- translation
-
-
-def _message(data: dict[str, Any]) -> dict[str, Any]:
-    """A ``chat`` data object as the old ``Msg``."""
-    kind = data.get("kind")
-    user_id: Any
-    name: Any
-    if kind == "system":
-        user_id, name, type_ = "system", "System", "system"
-    elif kind == "bot":
-        user_id, name, type_ = "ai", data.get("userName"), "ai"
-    else:
-        user_id, name, type_ = data.get("userId"), data.get("userName"), "user"
-    return {
-        "id": data.get("id"),
-        "userId": user_id,
-        "userName": name,
-        "content": data.get("text", ""),
-        "timestamp": data.get("ts"),
-        "type": type_,
-    }
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-class LegacyView:
-    """One legacy tab's view of the room: each shared frame as zero or more old events.
-
-    It keeps what the old events need and today's do not carry: who is typing
-    (``user-list`` has ``isTyping``), when users first appeared (``joinedAt``), and
-    which bot replies this tab saw start (their stored ``chat`` becomes ``ai-complete``).
-    """
-
-    STREAMING_MAX = 64
-
-    def __init__(self, hub: Hub, user_id: str) -> None:
-        self.core = hub.core
-        self.user_id = user_id
-        self.typing: set[str] = set()
-        self.joined: dict[str, int] = {}
-        self.streaming: set[str] = set()
-
-    def translate(self, frame: Frame) -> list[tuple[str, Any]]:
-        kind = frame.type
-        if kind in _UNSPOKEN:
-            return []
-        data: dict[str, Any] = decode(frame.json).get("data") or {}
-        match kind:
-            case "history":
-                return [("history", [_message(m) for m in data.get("messages", [])])]
-            case "presence" | "presence-diff":
-                return [("user-list", self.user_list())]
-            case "chat":
-                return self._chat(data)
-            case "typing":
-                return self._typing(data)
-            case "clear":
-                return [("clear", _clear(data))]
-            case "bot-state":
-                return [("bot-state", {b["displayName"]: b["enabled"] for b in data["bots"]})]
-            case "ai-stream":
-                return self._ai(data)
-            case "legacy-signal":
-                return [("webrtc-signal", data)]
-        return []  # an event newer than this view: the old client would not know it
-
-    def user_list(self) -> list[dict[str, Any]]:
-        """Everyone in presence, then the bots as the old server listed them."""
-        now = _now_ms()
-        users = self.core.presence.users
-        if len(self.joined) > 2 * len(users) + 64:
-            self.joined = {u: t for u, t in self.joined.items() if u in users}
-        out: list[dict[str, Any]] = []
-        for user_id, entry in users.items():
-            peers = entry.peers.values()
-            out.append(
-                {
-                    "userId": user_id,
-                    "userName": entry.user_name,
-                    "joinedAt": self.joined.setdefault(user_id, now),
-                    "isTyping": user_id in self.typing,
-                    "lastActivity": now,
-                    "mediaState": {
-                        "webcam": any(p.camera for p in peers),
-                        "microphone": any(p.mic for p in peers),
-                        "screen": any(p.screen for p in peers),
-                    },
-                }
-            )
-        for bot in self.core.bots.values():
-            out.append(
-                {
-                    "userId": "ai-" + bot.display_name.lower(),
-                    "userName": bot.display_name,
-                    "joinedAt": 0,
-                    "isTyping": False,
-                    "lastActivity": 0,
-                }
-            )
-        return out
-
-    def _chat(self, data: dict[str, Any]) -> list[tuple[str, Any]]:
-        if data.get("kind") == "user" and data.get("userId") == self.user_id:
-            return []  # the old client shows its own message from the POST's reply
-        reply_id = data.get("id")
-        if data.get("kind") == "bot" and reply_id in self.streaming:
-            self.streaming.discard(reply_id)
-            done = {"messageId": reply_id, "content": data.get("text"), "botName": data["userName"]}
-            return [("ai-complete", done)]
-        return [("message", _message(data))]
-
-    def _typing(self, data: dict[str, Any]) -> list[tuple[str, Any]]:
-        user_id = data.get("userId")
-        if data.get("isTyping"):
-            self.typing.add(str(user_id))
-        else:
-            self.typing.discard(str(user_id))
-        return [] if user_id == self.user_id else [("typing", data)]
-
-    def _ai(self, data: dict[str, Any]) -> list[tuple[str, Any]]:
-        """Deltas become ai-start + ai-chunk; ``done`` waits for the stored reply's text."""
-        reply_id = str(data.get("id"))
-        bot = self.core.bots.get(str(data.get("bot")))
-        name = bot.display_name if bot is not None else str(data.get("bot"))
-        if "delta" in data:
-            out: list[tuple[str, Any]] = []
-            if reply_id not in self.streaming:
-                if len(self.streaming) >= self.STREAMING_MAX:
-                    self.streaming.clear()
-                self.streaming.add(reply_id)
-                start = {"id": reply_id, "userId": "ai", "userName": name, "content": ""}
-                out.append(("ai-start", {**start, "timestamp": _now_ms(), "type": "ai"}))
-            out.append(
-                ("ai-chunk", {"messageId": reply_id, "chunk": data["delta"], "botName": name})
-            )
-            return out
-        if "error" in data and reply_id in self.streaming:
-            self.streaming.discard(reply_id)
-            return [("ai-error", {"messageId": reply_id, "error": str(data["error"])})]
-        return []
-
-
-def _clear(data: dict[str, Any]) -> dict[str, Any]:
-    name = (data.get("by") or {}).get("userName") or "Someone"
-    text = f"{name} cleared the chat"
-    note = {"id": data.get("id"), "userId": "system", "userName": "System", "content": text}
-    return {"clearedBy": name, "message": {**note, "timestamp": data.get("ts"), "type": "system"}}
-
-
-def bots_data(described: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``GET /api/bots``'s bots as the old client reads them (``data: [{name, role, …}]``)."""
-    return [
-        {
-            "name": b["displayName"],
-            "role": b["personality"],
-            "triggers": [t.lstrip("@") for t in b.get("triggers", [])],
-            "enabled": b.get("enabled", True),
-            "botId": b["name"],
-        }
-        for b in described
-    ]
 
 
 # -------------------------------------------------------------------- POSTs
