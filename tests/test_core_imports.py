@@ -21,9 +21,10 @@ FORBIDDEN = {
 }
 
 
-def imported(path: Path, source: str | None = None) -> list[str]:
+def imported(path: Path, source: str | None = None, package: list[str] | None = None) -> list[str]:
     """Absolute module names imported by ``path`` (relative imports resolved)."""
-    package = ["app", "core", *path.relative_to(CORE).parent.parts]
+    if package is None:
+        package = ["app", "core", *path.relative_to(CORE).parent.parts]
     names: list[str] = []
     text = path.read_text() if source is None else source
     for node in ast.walk(ast.parse(text, str(path))):
@@ -85,3 +86,86 @@ def test_relative_imports_are_resolved() -> None:
     # a function-level (lazy) import counts too
     lazy = "def f():\n    import sqlite3\n"
     assert offences(imported(here, lazy)) == ["sqlite3"]
+
+
+# ---------------------------------------------------------------------- floors
+
+APP = CORE.parent
+
+#: the floors of docs/architecture.md, lowest first: a module may import its own
+#: floor and the floors below, never one above
+FLOORS: list[tuple[str, tuple[str, ...]]] = [
+    ("core", ("app.core",)),
+    ("wire", ("app.wire",)),
+    (
+        "support",
+        (
+            "app.settings",
+            "app.logs",
+            "app.metrics",
+            "app.cohorts",
+            "app.cost",
+            "app.scorecard",
+            "app.security",
+            "app.auth",
+        ),
+    ),
+    ("stores", ("app.backends",)),
+    ("hub", ("app.hub", "app.guard")),
+    ("transports", ("app.transports",)),
+    ("bots", ("app.bots",)),
+    ("entry point", ("app.main", "app.__main__")),
+]
+
+#: no module of ours is longer than this (STYLE.md: avoid 1,000-line modules)
+MAX_LINES = 400
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(APP.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def floor_of(name: str) -> int | None:
+    for level, (_, prefixes) in enumerate(FLOORS):
+        if any(name == p or name.startswith(p + ".") for p in prefixes):
+            return level
+    return None
+
+
+def imported_by(path: Path) -> list[str]:
+    """The ``app.*`` modules ``path`` imports (a name that is not a module counts as its module)."""
+    package = module_name(path).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
+    names = [n for n in imported(path, package=package) if n == "app" or n.startswith("app.")]
+    return [n for n in names if floor_of(n) is not None or n == "app"]
+
+
+APP_MODULES = sorted(p for p in APP.rglob("*.py") if "static" not in p.parts)
+
+
+def test_every_module_of_app_has_a_floor() -> None:
+    assert [module_name(p) for p in APP_MODULES if floor_of(module_name(p)) is None] == ["app"]
+
+
+@pytest.mark.parametrize("path", APP_MODULES, ids=module_name)
+def test_no_import_runs_up_a_floor(path: Path) -> None:
+    mine = floor_of(module_name(path))
+    if mine is None:
+        return  # app/__init__.py
+    upward = [n for n in imported_by(path) if (floor_of(n) or 0) > mine]
+    assert upward == [], f"{module_name(path)} ({FLOORS[mine][0]}) imports a higher floor"
+
+
+@pytest.mark.parametrize("path", APP_MODULES, ids=module_name)
+def test_no_module_is_over_400_lines(path: Path) -> None:
+    assert len(path.read_text().splitlines()) <= MAX_LINES
+
+
+def test_the_floor_checker_catches_an_upward_import() -> None:
+    assert floor_of("app.hub.connection") == floor_of("app.guard")
+    assert floor_of("app.wire") < floor_of("app.backends.redis") < floor_of("app.hub")  # type: ignore[operator]
+    assert floor_of("app.transports.websocket") > floor_of("app.hub")  # type: ignore[operator]

@@ -38,7 +38,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from app.core import AskBot, ClientError, Draft, Event
@@ -48,6 +47,7 @@ from .ntfy import Notifier
 from .personality import Personality
 from .providers import Line, Prompt, Provider, ProviderError
 from .triggers import CHAIN_LIMIT, Triggers
+from .turn import End, Turn, context_line, next_item
 
 __all__ = ["BotRoom", "History", "Room"]
 
@@ -73,38 +73,6 @@ class Room(Protocol):
     def answer(self, origin: Any, data: dict[str, Any]) -> None: ...
 
     async def append(self, draft: Draft) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class _End:
-    error: str | None = None
-
-
-@dataclass(eq=False)
-class Turn:
-    """One bot reply, from waking to its last event."""
-
-    id: str
-    bot: Personality
-    reason: str  # request | mention | chain | interject
-    upto: int  # the context ends with the chat message of this seq
-    asker: str
-    request: str | None = None
-    origin: Any = None
-    ref: str | None = None
-    user_id: str | None = None  # the requester of an ai-request
-    queue: asyncio.Queue[str | _End] = field(default_factory=asyncio.Queue)
-    task: asyncio.Task[None] | None = None
-    cancelled: str | None = None
-    ended: bool = False
-    length: int = 0
-    speaking: bool = False  # the speaker is putting it on the wire
-
-    def end(self, error: str | None = None) -> None:
-        """Queue the end of the stream (once)."""
-        if not self.ended:
-            self.ended = True
-            self.queue.put_nowait(_End(error))
 
 
 class BotRoom:
@@ -157,7 +125,7 @@ class BotRoom:
             return
         if self._notifier is not None:
             self._notifier.push(data)
-        line = _line(data)
+        line = context_line(data)
         if line is not None:
             self._lines.append(line)
             self._last_seq = max(self._last_seq, line.seq)
@@ -333,12 +301,12 @@ class BotRoom:
         due = 0.0  # monotonic time the next delta may go out
         while True:
             wait = due - time.monotonic() if pending else None
-            item = await _next(turn.queue, wait)
+            item = await next_item(turn.queue, wait)
             while isinstance(item, str):  # coalesce what piled up
                 pending += item
                 item = turn.queue.get_nowait() if not turn.queue.empty() else None
             if turn.cancelled is not None:
-                pending, item = "", _End(turn.cancelled)
+                pending, item = "", End(turn.cancelled)
             if pending and (item is not None or time.monotonic() >= due):
                 text += pending
                 self._stream(turn, {"delta": pending})
@@ -420,31 +388,9 @@ class BotRoom:
             self._seeded = True
         if clears != self._clears:
             return  # cleared meanwhile: what was read is gone
-        merged = {line.seq: line for line in map(_line, stored) if line is not None}
+        merged = {line.seq: line for line in map(context_line, stored) if line is not None}
         merged.update({line.seq: line for line in self._lines})
         self._lines.clear()
         self._lines.extend(merged[seq] for seq in sorted(merged))
         if merged:
             self._last_seq = max(self._last_seq, max(merged))
-
-
-async def _next(queue: asyncio.Queue[str | _End], timeout: float | None) -> str | _End | None:
-    """The next queued item, or ``None`` once ``timeout`` seconds passed (``None``: wait)."""
-    if timeout is None:
-        return await queue.get()
-    if timeout > 0:
-        with contextlib.suppress(TimeoutError):
-            return await asyncio.wait_for(queue.get(), timeout)
-    return queue.get_nowait() if not queue.empty() else None
-
-
-def _line(data: dict[str, Any]) -> Line | None:
-    """A context line from chat data (user and bot messages; not system ones)."""
-    kind = data.get("kind")
-    text = data.get("text")
-    seq = data.get("seq")
-    if kind not in ("user", "bot") or not isinstance(text, str) or not isinstance(seq, int):
-        return None
-    bot = data.get("bot") if kind == "bot" else None
-    name = str(data.get("userName") or "someone")
-    return Line(seq, name, text, bot if isinstance(bot, str) else None)

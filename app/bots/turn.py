@@ -1,0 +1,69 @@
+"""One bot reply (a *turn*) from waking to its last event, and its queue of deltas."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from .personality import Personality
+from .providers import Line
+
+__all__ = ["End", "Turn", "context_line", "next_item"]
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    """The end of a turn's stream: done, or the error it failed with."""
+
+    error: str | None = None
+
+
+@dataclass(eq=False)
+class Turn:
+    """One bot reply, from waking to its last event."""
+
+    id: str
+    bot: Personality
+    reason: str  # request | mention | chain | interject
+    upto: int  # the context ends with the chat message of this seq
+    asker: str
+    request: str | None = None
+    origin: Any = None
+    ref: str | None = None
+    user_id: str | None = None  # the requester of an ai-request
+    queue: asyncio.Queue[str | End] = field(default_factory=asyncio.Queue)
+    task: asyncio.Task[None] | None = None
+    cancelled: str | None = None
+    ended: bool = False
+    length: int = 0
+    speaking: bool = False  # the speaker is putting it on the wire
+
+    def end(self, error: str | None = None) -> None:
+        """Queue the end of the stream (once)."""
+        if not self.ended:
+            self.ended = True
+            self.queue.put_nowait(End(error))
+
+
+async def next_item(queue: asyncio.Queue[str | End], timeout: float | None) -> str | End | None:
+    """The next queued item, or ``None`` once ``timeout`` seconds passed (``None``: wait)."""
+    if timeout is None:
+        return await queue.get()
+    if timeout > 0:
+        with contextlib.suppress(TimeoutError):
+            return await asyncio.wait_for(queue.get(), timeout)
+    return queue.get_nowait() if not queue.empty() else None
+
+
+def context_line(data: dict[str, Any]) -> Line | None:
+    """A context line from chat data (user and bot messages; not system ones)."""
+    kind = data.get("kind")
+    text = data.get("text")
+    seq = data.get("seq")
+    if kind not in ("user", "bot") or not isinstance(text, str) or not isinstance(seq, int):
+        return None
+    bot = data.get("bot") if kind == "bot" else None
+    name = str(data.get("userName") or "someone")
+    return Line(seq, name, text, bot if isinstance(bot, str) else None)
