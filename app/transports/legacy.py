@@ -129,12 +129,17 @@ async def open_stream(request: Request, services: Services) -> Response:
     except ClientError as exc:
         return _refuse(hub, exc)
     conn = Connection(Identity(user_id, name), LEGACY_TRANSPORT, services.settings.outbound_queue)
+    conn.address = address  # counts against LASTRA_MAX_ADDRESS_CONNECTIONS too
     refusal = hub.admit(conn)
     if refusal is not None:
         refused = ClientError("rate_limited", f"connection refused: {refusal}")
         return error_response(refused, {"Retry-After": "5"}, 503)
-    response = _LegacyStream(hub, conn, _events(services, wire, conn))
-    wire.set_cookie(request, response, user_id)
+    try:  # until the stream runs, any failure must give the place back
+        response = _LegacyStream(hub, conn, _events(services, wire, conn))
+        wire.set_cookie(request, response, user_id)
+    except BaseException:
+        hub.release(conn)
+        raise
     return response
 
 
