@@ -53,14 +53,14 @@ fmt: install
 test: install chromium node-deps lint image-check
 	$(BIN)/python -m pytest
 
-# Fuzzing at volume (issue 14, tests/fuzzer.py): ten minutes of generated inputs against a
+# Fuzzing at volume (issue 14, tests/support/fuzzer.py): ten minutes of generated inputs against a
 # real `python -m app` (WebSocket frames of every type, raw frames, every POST and session
 # body, SSE query strings and headers, the legacy wire); it needs >= 100,000 inputs, no 5xx,
 # no `internal` error, every connection place given back and a bounded RSS. FUZZ_SEED
 # replays a run. `make test` runs 15 s of the same (tests/test_fuzz_volume.py).
 FUZZ_SECONDS ?= 600
 fuzz: install
-	$(BIN)/python tests/fuzzer.py --budget $(FUZZ_SECONDS) --min-inputs 100000 \
+	$(BIN)/python tests/support/fuzzer.py --budget $(FUZZ_SECONDS) --min-inputs 100000 \
 	  $(if $(FUZZ_SEED),--seed $(FUZZ_SEED))
 
 soak: install

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ROOT, Server
-from fake_openai import bot_yaml
+from support.fake_openai import bot_yaml
+from support.server import ROOT, Server
 
 from app.bots.personality import (
     BUNDLED_DIR,

@@ -6,8 +6,8 @@ import asyncio
 import time
 from typing import Any
 
-from clients import SseClient, WsClient, aio, asession
-from conftest import Server
+from support.clients import SseClient, WsClient, aio, asession
+from support.server import Server
 
 from app.bots.personality import load_personalities
 from app.bots.providers import Line, Prompt

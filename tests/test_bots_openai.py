@@ -16,9 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
-from clients import SseClient, WsClient, aio, asession
-from conftest import Server
-from fake_openai import FakeOpenAI, FakeRequest, Script, bot_of, bot_yaml
+from support.clients import SseClient, WsClient, aio, asession
+from support.fake_openai import FakeOpenAI, FakeRequest, Script, bot_of, bot_yaml
+from support.server import Server
 
 QUIET_BOTS = {
     "sol": bot_yaml("sol", aliases=("sunny",)),

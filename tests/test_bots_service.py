@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
-from fake_openai import bot_yaml
+from support.fake_openai import bot_yaml
 
 from app.bots.personality import parse_personality
 from app.bots.providers import Prompt, ProviderError

@@ -7,7 +7,7 @@ import random
 from typing import Any
 
 import pytest
-from fake_openai import bot_yaml
+from support.fake_openai import bot_yaml
 
 from app.bots.personality import Personality, parse_personality
 from app.bots.triggers import Mentions, Triggers, Wake

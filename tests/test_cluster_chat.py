@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clients import (
+from support.clients import (
     POST_ENDPOINTS,
     SseClient,
     WsClient,
@@ -26,8 +26,8 @@ from clients import (
     uniq,
     user_entry,
 )
-from cluster import barrier, cluster, durable_window, redis_client, redis_db, sibling_db_url
-from conftest import Server
+from support.cluster import barrier, cluster, durable_window, redis_client, redis_db, sibling_db_url
+from support.server import Server
 
 pytestmark = pytest.mark.redis
 

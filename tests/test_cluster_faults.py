@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-from clients import SseClient, WsClient, aio, asession, uniq, user_entry
-from cluster import (
+from support.clients import SseClient, WsClient, aio, asession, uniq, user_entry
+from support.cluster import (
     StreamRecorder,
     Talker,
     barrier,
@@ -37,7 +37,7 @@ from cluster import (
     start_redis,
     wait_closed,
 )
-from conftest import Server
+from support.server import Server
 
 pytestmark = pytest.mark.redis
 

@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-from clients import WsClient, aio, asession, uniq, user_entry
-from cluster import cluster, redis_db
-from conftest import Server
+from support.clients import WsClient, aio, asession, uniq, user_entry
+from support.cluster import cluster, redis_db
+from support.server import Server
 
 pytestmark = pytest.mark.redis
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from corepair import CorePair, FakePeer
+from support.corepair import CorePair, FakePeer
 
 from app.core import (
     Append,

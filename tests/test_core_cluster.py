@@ -8,7 +8,7 @@ once (broadcast by the node that made it) and both tables must agree.
 from __future__ import annotations
 
 import pytest
-from corepair import CorePair
+from support.corepair import CorePair
 
 from app.core import Append, Broadcast, ChatConfig
 from app.core.facts import fact_from_wire

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from corepair import CorePair, FakePeer
+from support.corepair import CorePair, FakePeer
 
 from app.core import ChatConfig, Close, Peer
 from app.core.ratelimit import Bucket, Rate

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from corepair import CorePair
+from support.corepair import CorePair
 
 from app.core import ChatConfig, Peer
 from app.core.presence import Presence, summarize

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from corepair import CorePair
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from support.corepair import CorePair
 
 from app.core import ChatConfig, ClientError, parse
 from app.core.errors import CODES

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from corepair import CorePair
+from support.corepair import CorePair
 
 from app.cohorts import Cohorts
 from app.core import ChatConfig, Rollout, Tally

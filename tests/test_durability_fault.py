@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clients import WsClient, aio, asession, server_factory, uniq
-from conftest import Server
-from faults import ARTIFACTS, ResumingClient, cut, db_events, soak_rounds, wait_for
+from support.clients import WsClient, aio, asession, server_factory, uniq
+from support.faults import ARTIFACTS, ResumingClient, cut, db_events, soak_rounds, wait_for
+from support.server import Server
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from clients import (
+from support.clients import (
     Session,
     SseClient,
     WsClient,
@@ -28,8 +28,8 @@ from clients import (
     server_factory,
     uniq,
 )
-from conftest import Server
-from faults import RawSse, ResumingClient, db_events, db_meta
+from support.faults import RawSse, ResumingClient, db_events, db_meta
+from support.server import Server
 from websockets.exceptions import WebSocketException
 
 from app.backends.sqlite import MIGRATIONS

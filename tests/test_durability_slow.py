@@ -16,9 +16,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from clients import SseClient, WsClient, aio, asession, room_users, server_factory, uniq
-from conftest import Server
-from faults import (
+from support.clients import SseClient, WsClient, aio, asession, room_users, server_factory, uniq
+from support.faults import (
     ARTIFACTS,
     MB,
     SMALL_RCVBUF,
@@ -30,6 +29,7 @@ from faults import (
     rss_bytes,
     wait_for,
 )
+from support.server import Server
 
 SETTINGS = {
     "BACKEND": "sqlite",

@@ -27,10 +27,10 @@ from typing import Any
 
 import httpx
 import pytest
-from clients import POST_ENDPOINTS, running_server, session
-from conftest import Server
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.clients import POST_ENDPOINTS, running_server, session
+from support.server import Server
 from test_ops_support import CODES, mint, no_stack_trace, scrape, value
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect

@@ -10,20 +10,15 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Iterator
 
-import pytest
-from clients import running_server
-from conftest import Server
-from fuzzer import fuzz, report, settings_for_fuzz
+from support.fuzzer import fuzz, report, settings_for_fuzz
+from support.server import Server
 
 SECONDS = float(os.environ.get("LASTRA_FUZZ_SECONDS", "15"))
 
 
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_server(tmp_path_factory, **settings_for_fuzz()) as server:
-        yield server
+#: this module's own server (conftest's ``srv``)
+SERVER_SETTINGS: dict[str, str] = settings_for_fuzz()
 
 
 def test_a_short_fuzz_finds_nothing(srv: Server) -> None:

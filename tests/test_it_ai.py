@@ -7,20 +7,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from clients import (
+from support.clients import (
     aio,
     asession,
     open_peer,
     running_server,
-    shared_server,
     uniq,
 )
-from conftest import Server, free_port
-
-
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Server:
-    return shared_server(tmp_path_factory)
+from support.server import Server, free_port
 
 
 @pytest.fixture(scope="module")

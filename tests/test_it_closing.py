@@ -5,26 +5,22 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 
 import jwt
 import pytest
-from clients import WsClient, aio, asession, running_server, uniq
-from conftest import Server
+from support.clients import WsClient, aio, asession, uniq
+from support.server import Server
 
 AUTH_TIMEOUT = 1.0
 HEARTBEAT_TIMEOUT = 1.0
 
 
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_server(
-        tmp_path_factory,
-        AUTH_TIMEOUT=str(AUTH_TIMEOUT),
-        HEARTBEAT_TIMEOUT=str(HEARTBEAT_TIMEOUT),
-        HEARTBEAT_INTERVAL="0.3",
-    ) as s:
-        yield s
+#: this module's own server (conftest's ``srv``)
+SERVER_SETTINGS: dict[str, str] = {
+    "AUTH_TIMEOUT": str(AUTH_TIMEOUT),
+    "HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT),
+    "HEARTBEAT_INTERVAL": "0.3",
+}
 
 
 async def chat_still_works(srv: Server) -> None:

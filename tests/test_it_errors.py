@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import pytest
-from clients import (
+from support.clients import (
     POST_ENDPOINTS,
     SseClient,
     WsClient,
@@ -16,16 +16,10 @@ from clients import (
     asession,
     async_http,
     open_peer,
-    shared_server,
     uniq,
     user_entry,
 )
-from conftest import Server
-
-
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Server:
-    return shared_server(tmp_path_factory)
+from support.server import Server
 
 
 @pytest.fixture(params=["ws", "sse"])

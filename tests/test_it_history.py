@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from clients import (
+from support.clients import (
     SHARED_SETTINGS,
     SseClient,
     WsClient,
@@ -11,17 +11,11 @@ from clients import (
     asession,
     open_peer,
     post,
-    shared_server,
     uniq,
 )
-from conftest import Server
+from support.server import Server
 
 HISTORY_LIMIT = int(SHARED_SETTINGS["HISTORY_LIMIT"])
-
-
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Server:
-    return shared_server(tmp_path_factory)
 
 
 @pytest.fixture(params=["ws", "sse"])

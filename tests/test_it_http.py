@@ -8,19 +8,14 @@ from collections.abc import Iterator
 import httpx
 import jwt
 import pytest
-from clients import aio, async_http, post, session, shared_server, sync_http, uniq
-from conftest import Server
+from support.clients import aio, async_http, post, session, sync_http, uniq
+from support.server import Server
 
 
 @pytest.fixture(scope="module")
 def http() -> Iterator[httpx.Client]:
     with sync_http() as client:
         yield client
-
-
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Server:
-    return shared_server(tmp_path_factory)
 
 
 def assert_error_body(resp: httpx.Response, status: int, code: str) -> None:

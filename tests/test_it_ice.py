@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
-from clients import aio, asession, open_peer, server_factory
+from support.clients import aio, asession, open_peer, server_factory
 
 from app.core.ice import turn_credential
 

@@ -14,13 +14,13 @@ import json
 import random
 import string
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import clients
 import httpx
 import pytest
-from clients import (
+from support import clients
+from support.clients import (
     TIMEOUT,
     SseClient,
     WsClient,
@@ -32,7 +32,7 @@ from clients import (
     uniq,
     user_entry,
 )
-from conftest import Server
+from support.server import Server
 
 LEGACY = {"LEGACY_WIRE": "true", "SSE_KEEPALIVE": "0.5", "AI_OFFLINE_DELAY": "0.002"}
 ADMIN = "admin-token-for-the-legacy-tests-0123"
@@ -146,10 +146,11 @@ async def tab(srv: Server, name: str | None = None, **kw: Any) -> LegacyTab:
     return t
 
 
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_server(tmp_path_factory, **LEGACY, ADMIN_TOKEN=ADMIN) as server:
-        yield server
+#: this module's own server (conftest's ``srv``)
+SERVER_SETTINGS: dict[str, str] = {
+    **LEGACY,
+    "ADMIN_TOKEN": ADMIN,
+}
 
 
 # ------------------------------------------------------------------------------- tests

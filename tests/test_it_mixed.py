@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-from clients import SseClient, WsClient, aio, asession, shared_server, uniq, user_entry
-from conftest import Server
-
-
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Server:
-    return shared_server(tmp_path_factory)
+from support.clients import SseClient, WsClient, aio, asession, uniq, user_entry
+from support.server import Server
 
 
 @aio

@@ -6,15 +6,17 @@ import asyncio
 from typing import Any
 
 import pytest
-from clients import SHARED_SETTINGS, aio, asession, open_peer, shared_server, uniq, user_entry
-from conftest import Server
+from support.clients import (
+    SHARED_SETTINGS,
+    aio,
+    asession,
+    open_peer,
+    uniq,
+    user_entry,
+)
+from support.server import Server
 
 GRACE = float(SHARED_SETTINGS["PRESENCE_GRACE"])
-
-
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Server:
-    return shared_server(tmp_path_factory)
 
 
 @pytest.fixture(params=["ws", "sse"])

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clients import aio, asession, open_peer, server_factory, uniq, user_entry
-from conftest import Server
+from support.clients import aio, asession, open_peer, server_factory, uniq, user_entry
+from support.server import Server
 
 BATCH = 0.4
 

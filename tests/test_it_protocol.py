@@ -10,25 +10,19 @@ import asyncio
 from typing import Any
 
 import pytest
-from clients import (
+from support.clients import (
     SHARED_SETTINGS,
     SseClient,
     WsClient,
     aio,
     asession,
     open_peer,
-    shared_server,
     uniq,
     user_entry,
 )
-from conftest import Server
+from support.server import Server
 
 TYPING_TIMEOUT = float(SHARED_SETTINGS["TYPING_TIMEOUT"])
-
-
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Server:
-    return shared_server(tmp_path_factory)
 
 
 @pytest.fixture(params=["ws", "sse"])

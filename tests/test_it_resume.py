@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clients import (
+from support.clients import (
     SHARED_SETTINGS,
     Session,
     SseClient,
@@ -18,10 +18,9 @@ from clients import (
     asession,
     post,
     server_factory,
-    shared_server,
     uniq,
 )
-from conftest import Server
+from support.server import Server
 
 
 @pytest.fixture
@@ -32,11 +31,6 @@ def new_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
 
 
 HISTORY_LIMIT = int(SHARED_SETTINGS["HISTORY_LIMIT"])
-
-
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Server:
-    return shared_server(tmp_path_factory)
 
 
 HOW = ["ws-auth", "sse-last-event-id", "sse-query"]

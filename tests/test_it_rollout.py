@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clients import (
-    QuietServer,
+from support.clients import (
     Session,
     SseClient,
     WsClient,
@@ -26,7 +25,7 @@ from clients import (
     start_all,
     sync_http,
 )
-from conftest import Server
+from support.server import Server
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +38,7 @@ def users(tmp_path_factory: pytest.TempPathFactory) -> list[Session]:
 @pytest.fixture(scope="module")
 def fleet(
     tmp_path_factory: pytest.TempPathFactory, users: list[Session]
-) -> Iterator[dict[str, QuietServer]]:
+) -> Iterator[dict[str, Server]]:
     """One server per flag setting, started side by side."""
     picked = users[0].userId
     settings: dict[str, dict[str, str]] = {
@@ -106,7 +105,7 @@ async def assert_assigned(srv: Server, user: Session, expected: str) -> None:
 
 @aio
 async def test_transport_sse_refuses_websocket_with_4403_and_sse_works(
-    fleet: dict[str, QuietServer],
+    fleet: dict[str, Server],
 ) -> None:
     srv = fleet["sse"]
     user = await asession(srv.http)
@@ -122,7 +121,7 @@ async def test_transport_sse_refuses_websocket_with_4403_and_sse_works(
 
 
 def test_rollout_percent_is_a_stable_split(
-    fleet: dict[str, QuietServer], users: list[Session], new_server: Any
+    fleet: dict[str, Server], users: list[Session], new_server: Any
 ) -> None:
     srv = fleet["rollout-50"]
     first = transports(srv, users)
@@ -161,7 +160,7 @@ def test_rollout_percent_is_a_stable_split(
 
 @aio
 async def test_rollout_0_and_100_with_forced_users(
-    fleet: dict[str, QuietServer], users: list[Session]
+    fleet: dict[str, Server], users: list[Session]
 ) -> None:
     picked, rest = users[0], users[1:]
     now = transports(fleet["rollout-0"], users)
@@ -184,7 +183,7 @@ async def test_rollout_0_and_100_with_forced_users(
 
 
 @aio
-async def test_sse_disabled_refuses_the_stream_with_403(fleet: dict[str, QuietServer]) -> None:
+async def test_sse_disabled_refuses_the_stream_with_403(fleet: dict[str, Server]) -> None:
     srv = fleet["sse-disabled"]
     user = await asession(srv.http)
     client = await SseClient.connect(srv.http, user)

@@ -15,9 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clients import (
+from support.clients import (
     SHARED_SETTINGS,
-    QuietServer,
     SseClient,
     UvicornServer,
     WsClient,
@@ -26,7 +25,7 @@ from clients import (
     shared_server,
     uniq,
 )
-from conftest import Server, free_port, server_env
+from support.server import Server, free_port, server_env
 
 KEEPALIVE = float(SHARED_SETTINGS["SSE_KEEPALIVE"])
 
@@ -53,7 +52,7 @@ def srv(
 
 
 def _server(path: str, data_dir: Path) -> Server:
-    kind = QuietServer if path == "python-m-app" else UvicornServer
+    kind = Server if path == "python-m-app" else UvicornServer
     return kind(port=free_port(), env=server_env(data_dir, **SHARED_SETTINGS), data_dir=data_dir)
 
 

@@ -18,7 +18,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from clients import (
+from support.clients import (
     SseClient,
     UvicornServer,
     WsClient,
@@ -28,7 +28,7 @@ from clients import (
     server_env,
     uniq,
 )
-from conftest import Server
+from support.server import Server
 from websockets.asyncio.client import connect
 
 GREETING = ["ready", "history", "presence", "bot-state"]

@@ -11,7 +11,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from node_deps import JS_DIR, ROOT, TSC, require_node_deps
+from support.node_deps import JS_DIR, ROOT, TSC, require_node_deps
 
 EXAMPLE = JS_DIR / "examples" / "usage.ts"
 MODULES = ["lastra-client.js", "lastra-transports.js", "lastra-tabs.js", "lastra-vue.js"]

@@ -12,30 +12,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import clients as clients_module
 import httpx
 import pytest
-from clients import Session, SseClient, WsClient, asession, running_server
-from conftest import CHROMIUM, CHROMIUM_ARGS, ROOT, Server
+from support import clients as clients_module
+from support.clients import Session, SseClient, WsClient, asession
+from support.server import CHROMIUM, CHROMIUM_ARGS, ROOT, Server
 
 ADMIN_TOKEN = "admin-token-for-tests-6f1c2b9e0d7a4c3b"
 ARTIFACT = ROOT / "test-artifacts" / "admin.png"
 
 
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_server(
-        tmp_path_factory,
-        TRANSPORT="rollout",
-        WS_ROLLOUT_PERCENT="50",
-        ADMIN_TOKEN=ADMIN_TOKEN,
-        AI_OFFLINE_DELAY="0.002",
-    ) as s:
-        yield s
+#: this module's own server (conftest's ``srv``)
+SERVER_SETTINGS: dict[str, str] = {
+    "TRANSPORT": "rollout",
+    "WS_ROLLOUT_PERCENT": "50",
+    "ADMIN_TOKEN": ADMIN_TOKEN,
+    "AI_OFFLINE_DELAY": "0.002",
+}
 
 
 def stats(srv: Server, token: str | None) -> httpx.Response:

@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 import pytest
-from conftest import ROOT
+from support.server import ROOT
 
 from app.metrics import Metrics
 

@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-from clients import SseClient, WsClient, aio, asession, async_http, running_server, uniq
-from conftest import Server
+from support.clients import SseClient, WsClient, aio, asession, async_http, uniq
+from support.server import Server
 from test_ops_support import mint
 
-
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_server(tmp_path_factory, LOG_LEVEL="info", AI_OFFLINE_DELAY="0.001") as s:
-        yield s
+#: this module's own server (conftest's ``srv``)
+SERVER_SETTINGS: dict[str, str] = {
+    "LOG_LEVEL": "info",
+    "AI_OFFLINE_DELAY": "0.001",
+}
 
 
 def log_entries(srv: Server) -> list[dict[str, Any]]:

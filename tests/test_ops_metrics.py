@@ -8,21 +8,18 @@ real clients, and checks that exactly the counters of that traffic moved, with t
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import httpx
-import pytest
-from clients import (
+from support.clients import (
     SseClient,
     WsClient,
     aio,
     asession,
     async_http,
     room_users,
-    running_server,
     uniq,
 )
-from conftest import Server
+from support.server import Server
 from test_ops_support import (
     Snapshot,
     ascrape,
@@ -50,16 +47,13 @@ FAMILIES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_server(
-        tmp_path_factory,
-        TRANSPORT="rollout",
-        WS_ROLLOUT_PERCENT="100",
-        AI_OFFLINE_DELAY="0.001",
-        LOG_LEVEL="info",
-    ) as s:
-        yield s
+#: this module's own server (conftest's ``srv``)
+SERVER_SETTINGS: dict[str, str] = {
+    "TRANSPORT": "rollout",
+    "WS_ROLLOUT_PERCENT": "100",
+    "AI_OFFLINE_DELAY": "0.001",
+    "LOG_LEVEL": "info",
+}
 
 
 def open_count(snap: Snapshot, transport: str) -> float:

@@ -13,11 +13,18 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import Iterator
 
 import pytest
-from clients import Session, SseClient, WsClient, aio, asession, async_http, running_server, uniq
-from conftest import Server, free_port
+from support.clients import (
+    Session,
+    SseClient,
+    WsClient,
+    aio,
+    asession,
+    async_http,
+    uniq,
+)
+from support.server import Server, free_port
 from test_ops_support import ascrape, await_metric, delta, value
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -25,20 +32,17 @@ from websockets.exceptions import ConnectionClosed
 BIG_TEXT = "€" * 4000  # 4000 characters, 12 KB of UTF-8 on the wire
 
 
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_server(
-        tmp_path_factory,
-        OUTBOUND_QUEUE="16",
-        RATE_CHAT="100000",
-        RATE_CHAT_BURST="100000",
-        AI_PROVIDER="openai",
-        OPENAI_API_KEY="sk-test-not-a-key",
-        OPENAI_BASE_URL=f"http://127.0.0.1:{free_port()}/v1",  # nothing listens there
-        AI_RETRIES="0",
-        AI_TIMEOUT="3",
-    ) as s:
-        yield s
+#: this module's own server (conftest's ``srv``)
+SERVER_SETTINGS: dict[str, str] = {
+    "OUTBOUND_QUEUE": "16",
+    "RATE_CHAT": "100000",
+    "RATE_CHAT_BURST": "100000",
+    "AI_PROVIDER": "openai",
+    "OPENAI_API_KEY": "sk-test-not-a-key",
+    "OPENAI_BASE_URL": f"http://127.0.0.1:{free_port()}/v1",  # nothing listens there
+    "AI_RETRIES": "0",
+    "AI_TIMEOUT": "3",
+}
 
 
 async def stalled_reader(srv: Server, user: Session) -> ClientConnection:

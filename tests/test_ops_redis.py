@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from clients import server_factory
+from support.clients import server_factory
 from test_ops_support import RedisProcess, no_stack_trace
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="no redis-server")

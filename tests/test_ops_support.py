@@ -21,8 +21,8 @@ from typing import Any
 
 import httpx
 import jwt
-from conftest import Server, free_port
 from prometheus_client.parser import text_string_to_metric_families
+from support.server import Server, free_port
 
 __all__ = [
     "CODES",

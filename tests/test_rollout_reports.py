@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from clients import SseClient, WsClient, aio, asession, async_http
-from cluster import cluster
-from conftest import Server
+from support.clients import SseClient, WsClient, aio, asession, async_http
+from support.cluster import cluster
+from support.server import Server
 
 ADMIN = "admin-token-for-tests"
 GUARD = {

@@ -13,13 +13,12 @@ Tokens carry an expiry (``LASTRA_TOKEN_TTL``) and are refreshed with ``POST /api
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import jwt
 import pytest
-from clients import (
+from support.clients import (
     POST_ENDPOINTS,
     Session,
     SseClient,
@@ -28,19 +27,18 @@ from clients import (
     asession,
     async_http,
     post,
-    running_server,
     uniq,
 )
-from conftest import Server
+from support.server import Server
 from test_ops_support import TEST_SECRET, mint
 
 TOKEN_TTL = 600
 
 
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_server(tmp_path_factory, TOKEN_TTL=str(TOKEN_TTL)) as s:
-        yield s
+#: this module's own server (conftest's ``srv``)
+SERVER_SETTINGS: dict[str, str] = {
+    "TOKEN_TTL": str(TOKEN_TTL),
+}
 
 
 def bad_token(kind: str, victim: Session) -> str:

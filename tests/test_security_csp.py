@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clients import running_server
-from conftest import CHROMIUM, CHROMIUM_ARGS, Server
+from support.server import CHROMIUM, CHROMIUM_ARGS, Server
 
 pytestmark = pytest.mark.browser
 
@@ -28,10 +27,8 @@ document.addEventListener("securitypolicyviolation", (e) => {
 """
 
 
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_server(tmp_path_factory) as s:
-        yield s
+#: this module's own server, with the defaults (conftest's ``srv``)
+SERVER_SETTINGS: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")

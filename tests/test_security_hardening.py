@@ -18,9 +18,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from clients import running_server, server_factory, sync_http
-from conftest import Server
-from fuzzer import frame_bytes
+from support.clients import server_factory, sync_http
+from support.fuzzer import frame_bytes
+from support.server import Server
 from test_ops_support import mint, scrape, value
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
@@ -28,18 +28,15 @@ from websockets.sync.client import ClientConnection, connect
 MOD = "u_moderator0001"
 
 
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_server(
-        tmp_path_factory,
-        ALLOWED_HOSTS="127.0.0.1,chat.example.com",
-        MAX_ADDRESS_CONNECTIONS="3",
-        MODERATORS=MOD,
-        SESSION_RATE="0.001",
-        SESSION_BURST="3",
-        LOG_LEVEL="info",
-    ) as server:
-        yield server
+#: this module's own server (conftest's ``srv``)
+SERVER_SETTINGS: dict[str, str] = {
+    "ALLOWED_HOSTS": "127.0.0.1,chat.example.com",
+    "MAX_ADDRESS_CONNECTIONS": "3",
+    "MODERATORS": MOD,
+    "SESSION_RATE": "0.001",
+    "SESSION_BURST": "3",
+    "LOG_LEVEL": "info",
+}
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from clients import QuietServer, server_factory, session, sync_http
-from conftest import Server, free_port
+from support.clients import server_factory, session, sync_http
+from support.server import Server, free_port
 from test_ops_support import scrape, value
 from websockets.sync.client import ClientConnection, connect
 
@@ -175,7 +175,7 @@ def test_the_redis_password_never_reaches_the_log(servers: Callable[..., Server]
         BACKEND="redis",
         REDIS_URL=f"redis://default:{password}@127.0.0.1:{closed_port}/0",
     )
-    assert isinstance(srv, QuietServer)
+    assert isinstance(srv, Server)
     srv.launch()
     try:
         deadline = time.monotonic() + 10

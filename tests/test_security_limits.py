@@ -21,9 +21,8 @@ from typing import Any
 
 import httpx
 import pytest
-from clients import (
+from support.clients import (
     POST_ENDPOINTS,
-    QuietServer,
     Session,
     SseClient,
     WsClient,
@@ -35,6 +34,7 @@ from clients import (
     start_all,
     uniq,
 )
+from support.server import Server
 from test_ops_support import CODES, ascrape, await_metric, delta, mint, no_stack_trace, value
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
@@ -46,9 +46,9 @@ MAX_BYTES = 4096
 
 @dataclass
 class Servers:
-    plain: QuietServer
-    listed: QuietServer
-    capped: QuietServer
+    plain: Server
+    listed: Server
+    capped: Server
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +238,7 @@ def test_session_creation_is_limited_per_ip(servers: Servers) -> None:
 # ------------------------------------------------------------------ connection caps
 
 
-async def wait_idle(srv: QuietServer) -> None:
+async def wait_idle(srv: Server) -> None:
     await await_metric(
         srv,
         lambda s: (

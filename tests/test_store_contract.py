@@ -41,7 +41,7 @@ def place(kind: str, tmp_path: Path) -> str:
     if kind == "sqlite":
         return str(tmp_path / "lastra.db")
     if kind == "redis":
-        from conftest import REDIS_URL
+        from support.server import REDIS_URL
 
         return f"{REDIS_URL}#{{contract-{uuid.uuid4().hex[:8]}}}"
     return ""

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 
 import orjson
 import pytest
-from clients import aio
+from support.clients import aio
 
 from app.backends.memory import MemoryBroker, MemoryStore
 from app.core import Chat, ChatConfig, ClientError, CloseCode, Identity

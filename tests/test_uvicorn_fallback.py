@@ -14,7 +14,16 @@ import json
 import os
 from pathlib import Path
 
-from clients import QuietServer, SseClient, WsClient, aio, asession, free_port, server_env, uniq
+from support.clients import (
+    SseClient,
+    WsClient,
+    aio,
+    asession,
+    free_port,
+    server_env,
+    uniq,
+)
+from support.server import Server
 
 WARNING = "outside the tested minors"
 
@@ -31,7 +40,7 @@ async def test_untested_uvicorn_warns_once_and_serves_both_transports(tmp_path: 
     shadow = _shadow_uvicorn(tmp_path / "shadow", "0.99.0")
     env = server_env(tmp_path, LOG_LEVEL="info", SSE_KEEPALIVE="0.5")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(shadow), env.get("PYTHONPATH")) if p)
-    srv = QuietServer(port=free_port(), env=env, data_dir=tmp_path)
+    srv = Server(port=free_port(), env=env, data_dir=tmp_path)
     await asyncio.to_thread(srv.start)
     try:
         ws = await WsClient.open(srv, await asession(srv.http, uniq("Ws")))
@@ -55,9 +64,7 @@ async def test_untested_uvicorn_warns_once_and_serves_both_transports(tmp_path: 
 
 @aio
 async def test_tested_uvicorn_serves_without_the_warning(tmp_path: Path) -> None:
-    srv = QuietServer(
-        port=free_port(), env=server_env(tmp_path, LOG_LEVEL="info"), data_dir=tmp_path
-    )
+    srv = Server(port=free_port(), env=server_env(tmp_path, LOG_LEVEL="info"), data_dir=tmp_path)
     await asyncio.to_thread(srv.start)
     try:
         ws = await WsClient.open(srv, await asession(srv.http))

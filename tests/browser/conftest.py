@@ -20,8 +20,8 @@ import httpx
 import pytest
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
-from conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (tests/conftest.py)
 from playwright.sync_api import Browser, BrowserContext, Page, expect  # noqa: E402
+from support.server import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (tests/conftest.py)
 
 # Calls: fake camera + microphone (a test pattern and a beep), no permission prompts, and
 # getDisplayMedia that picks the whole screen by itself. Headless Chromium does capture

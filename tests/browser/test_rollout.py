@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
-from cluster import cluster
 from playwright.sync_api import expect
+from support.cluster import cluster
 
 from .conftest import ChatPage, rollout_server
 from .test_calls import join_call, two_party_call

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from node_deps import VUE_BROWSER_BUILD, require_node_deps
 from playwright.sync_api import Route, expect
+from support.node_deps import VUE_BROWSER_BUILD, require_node_deps
 
 from .conftest import ChatPage, watch
 

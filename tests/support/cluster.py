@@ -23,6 +23,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Iterable, Iterator
@@ -34,8 +35,11 @@ from urllib.parse import urlparse
 
 import orjson
 import pytest
-from clients import Reply, SseClient, WsClient, asession, uniq
-from conftest import REDIS_URL, Server, free_port, server_env
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/: run as a script
+
+from support.clients import Reply, SseClient, WsClient, asession, uniq
+from support.server import REDIS_URL, Server, free_port, server_env
 
 __all__ = [
     "PROCESS_NAMES",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 JS_DIR = ROOT / "clients" / "js"
 NODE_MODULES = JS_DIR / "node_modules"
 TSC = NODE_MODULES / "typescript" / "bin" / "tsc"

@@ -21,9 +21,7 @@ import atexit
 import contextlib
 import functools
 import json
-import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
@@ -32,9 +30,10 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ROOT, Server, free_port, server_env
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+
+from support.server import Server, free_port, server_env
 
 __all__ = [
     "POST_ENDPOINTS",
@@ -101,53 +100,7 @@ _open_clients: list[_EventClient] = []
 # --------------------------------------------------------------------------- servers
 
 
-class QuietServer(Server):
-    """``conftest.Server`` that closes its copy of the log file, and can start in two steps.
-
-    ``Server.start`` opens the log file and drops the handle; under
-    ``filterwarnings = error`` the unclosed-file ResourceWarning becomes an error in
-    whatever test is running. Here the parent closes its handle once the child has
-    its own. ``launch`` + ``wait_healthy`` let a test start several servers at once.
-    """
-
-    def start(self, timeout: float = 20.0) -> None:
-        self.launch()
-        self.wait_healthy(timeout)
-
-    def argv(self) -> list[str]:
-        return [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(self.port)]
-
-    def launch(self) -> None:
-        """Start the process; do not wait for it."""
-        assert self.proc is None or self.proc.poll() is not None
-        self.log_path = self.data_dir / f"server-{self.port}.log"
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                self.argv(),
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def wait_healthy(self, timeout: float = 20.0) -> None:
-        """Wait until ``/healthz`` answers 200."""
-        assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        with sync_http(0.5) as http:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"server exited early:\n{self.log()}")
-                try:
-                    if http.get(f"{self.http}/healthz").status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.05)  # polling a process we cannot await
-        raise RuntimeError(f"server did not come up:\n{self.log()}")
-
-
-class UvicornServer(QuietServer):
+class UvicornServer(Server):
     """The same app started the other documented way: ``uvicorn app.main:app``."""
 
     def argv(self) -> list[str]:
@@ -163,7 +116,7 @@ class UvicornServer(QuietServer):
         ]
 
 
-def start_all(servers: list[QuietServer], timeout: float = 30.0) -> None:
+def start_all(servers: list[Server], timeout: float = 30.0) -> None:
     """Start several servers side by side (their imports overlap)."""
     for srv in servers:
         srv.launch()
@@ -171,8 +124,8 @@ def start_all(servers: list[QuietServer], timeout: float = 30.0) -> None:
         srv.wait_healthy(timeout)
 
 
-def build_server(data_dir: Path, settings: dict[str, str]) -> QuietServer:
-    return QuietServer(port=free_port(), env=server_env(data_dir, **settings), data_dir=data_dir)
+def build_server(data_dir: Path, settings: dict[str, str]) -> Server:
+    return Server(port=free_port(), env=server_env(data_dir, **settings), data_dir=data_dir)
 
 
 @contextlib.contextmanager
@@ -196,7 +149,7 @@ SHARED_SETTINGS = {
 }
 """The one server most modules share: defaults, but short timers and a quick offline bot."""
 
-_shared: list[QuietServer] = []
+_shared: list[Server] = []
 
 
 def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Server:
@@ -216,7 +169,7 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Server:
 @contextlib.contextmanager
 def server_factory(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """Like conftest's ``make_server``: ``factory(**settings)`` starts one more server."""
-    servers: list[QuietServer] = []
+    servers: list[Server] = []
 
     def factory(start: bool = True, **settings: str) -> Server:
         data_dir = tmp_path / f"data-{len(servers)}"
@@ -642,9 +595,9 @@ class SseClient(_EventClient):
         self.body: Any = None
         self.frames: list[SseFrame] = []
         self.comments: list[str] = []
+        self.retries: list[str] = []  # every ``retry:`` field, in order
         self.last_event_id: str | None = None
         self._reader: asyncio.Task[None] | None = None
-        self.retries: list[str] = []  # every ``retry:`` field, in order
 
     @classmethod
     async def connect(

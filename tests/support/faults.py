@@ -29,10 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from clients import Session, SseClient, WsClient
-from conftest import Server
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
+
+from support.clients import Session, SseClient, WsClient
+from support.server import Server
 
 __all__ = [
     "ARTIFACTS",
@@ -52,7 +53,7 @@ __all__ = [
     "wait_for",
 ]
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parent.parent.parent / "test-artifacts"
 MB = 1024 * 1024
 
 
@@ -155,7 +156,7 @@ CONNECT_ERRORS = (OSError, httpx.HTTPError, WebSocketException, AssertionError, 
 
 
 @dataclass
-class Sent:
+class Owed:
     """One chat message this client owes the chat, and every ack it drew."""
 
     client_id: str
@@ -181,7 +182,7 @@ class ResumingClient:
         self.view: dict[int, tuple[str, dict[str, Any]]] = {}
         self.order: list[int] = []
         self.epoch: str | None = None
-        self.sent: dict[str, Sent] = {}
+        self.sent: dict[str, Owed] = {}
         self.unacked: list[str] = []
         self.conn: WsClient | SseClient | None = None
         self.problems: list[str] = []
@@ -302,7 +303,7 @@ class ResumingClient:
     def _new_message(self) -> str:
         cid = f"{self.name}-{len(self.sent)}-{uuid.uuid4().hex[:6]}"
         text = f"{self.name} says {len(self.sent)} " + "z" * self.rng.randint(1, 200)
-        self.sent[cid] = Sent(cid, text)
+        self.sent[cid] = Owed(cid, text)
         self.unacked.append(cid)
         return cid
 
