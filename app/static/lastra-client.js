@@ -56,6 +56,7 @@
 import { WsTransport, SseTransport } from './lastra-transports.js';
 import { TabCounter, multiplexed, HTTP1_STREAM_LIMIT } from './lastra-tabs.js';
 import { DeliveryMeter } from './lastra-reports.js';
+import { Emitter } from './lastra-emitter.js';
 
 export const Status = Object.freeze({
   CONNECTING: 'CONNECTING', OPEN: 'OPEN', CLOSING: 'CLOSING', CLOSED: 'CLOSED',
@@ -143,7 +144,7 @@ export class LastraClient {
     this.online = typeof navigator === 'undefined' ? true : navigator.onLine !== false;
     this.tabLimit = null;
 
-    this._handlers = new Map();
+    this._events = new Emitter('lastra');
     this._token = null;
     this._tokenExpiresAt = null; // ms, local clock
     this._tokenLifetime = null; // ms
@@ -269,16 +270,9 @@ export class LastraClient {
   /** Chats not yet acknowledged, oldest first: [{clientId, text, state, ts}]. */
   get outbox() { return this._outbox.map((m) => ({ ...m })); }
 
-  on(type, handler) {
-    if (!this._handlers.has(type)) this._handlers.set(type, new Set());
-    this._handlers.get(type).add(handler);
-    return () => this.off(type, handler);
-  }
+  on(type, handler) { return this._events.on(type, handler); }
 
-  off(type, handler) {
-    const set = this._handlers.get(type);
-    if (set) set.delete(handler);
-  }
+  off(type, handler) { this._events.off(type, handler); }
 
   /** Forget the remembered session (e.g. "change name"). Disconnects first. */
   forgetSession() {
@@ -858,13 +852,7 @@ export class LastraClient {
     this._emit('status', this.snapshot());
   }
 
-  _emit(type, data, env) {
-    const call = (fn, ...args) => {
-      try { fn(...args); } catch (err) { console.error(`lastra: ${type} handler failed`, err); }
-    };
-    for (const fn of this._handlers.get(type) || []) call(fn, data, env || { type, data });
-    for (const fn of this._handlers.get('*') || []) call(fn, type, data, env || { type, data });
-  }
+  _emit(type, data, env) { this._events.emit(type, data, env || { type, data }); }
 
   _setTimer(name, ms, fn) {
     this._clearTimer(name);
