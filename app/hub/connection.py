@@ -79,6 +79,7 @@ class Connection:
         "admitted",
         "close_code",
         "close_reason",
+        "closing",
         "identity",
         "last_seq",
         "limit",
@@ -87,6 +88,7 @@ class Connection:
         "on_abort",
         "peer",
         "state",
+        "syncing",
         "transport",
     )
 
@@ -99,6 +101,10 @@ class Connection:
         self.limit = limit
         self.max_bytes = self.MAX_BYTES
         self.state = ConnState.SYNCING
+        #: ``state is CLOSING`` / ``state is SYNCING``, kept by :meth:`_move` (read on
+        #: every push: plain attributes cost less than an enum comparison there)
+        self.closing = False
+        self.syncing = True
         self._bytes = 0  # payload bytes in ``_queue``
         self._pending_bytes = 0
         self._extra_bytes = 0
@@ -123,26 +129,18 @@ class Connection:
     def peer_id(self) -> str:
         return self.peer.peer_id
 
-    @property
-    def closing(self) -> bool:
-        """A close code is set (``CLOSING``): nothing more is queued."""
-        return self.state is ConnState.CLOSING
-
-    @property
-    def syncing(self) -> bool:
-        return self.state is ConnState.SYNCING
-
     def _move(self, to: ConnState) -> None:
         if to not in TRANSITIONS[self.state]:
             raise InvalidTransition(f"{self.peer_id}: {self.state.value} → {to.value}")
         self.state = to
+        self.closing = to is ConnState.CLOSING
+        self.syncing = to is ConnState.SYNCING
 
     def push(self, frame: Frame) -> None:
-        state = self.state
-        if state is ConnState.CLOSING:
+        if self.closing:
             return
         size = len(frame.json)
-        if state is ConnState.SYNCING:
+        if self.syncing:
             self._pending.append(frame)
             self._pending_bytes += size
             if len(self._pending) > self.limit or self._pending_bytes > self.max_bytes:
@@ -179,7 +177,7 @@ class Connection:
         """
         pending, self._pending = self._pending, []
         self._pending_bytes = 0
-        if self.state is ConnState.CLOSING:
+        if self.closing:
             return
         self._move(ConnState.OPEN)
         self._extra = len(greeting)
@@ -191,7 +189,7 @@ class Connection:
 
     def close(self, code: int, reason: str) -> None:
         """Ask the writer to close. Overflow drops the queue (the client resumes)."""
-        if self.state is ConnState.CLOSING:
+        if self.closing:
             return
         self._move(ConnState.CLOSING)
         self.close_code = code
@@ -230,7 +228,7 @@ class Connection:
         to write (``asyncio.timeout``: no task per wait, unlike ``wait_for``).
         """
         while not self._queue:
-            if self.state is ConnState.CLOSING:
+            if self.closing:
                 return None
             wake = self._wake
             if wake is None:
