@@ -61,6 +61,7 @@ def chat_config(settings: Settings, node: str = "local") -> ChatConfig:
         typing_timeout=settings.typing_timeout,
         presence_grace=settings.presence_grace,
         presence_batch=settings.presence_batch,
+        presence_snapshot_max=settings.presence_snapshot_max,
         heartbeat_interval=settings.heartbeat_interval,
         heartbeat_timeout=settings.heartbeat_timeout,
         history_limit=settings.history_limit,

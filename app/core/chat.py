@@ -22,14 +22,7 @@ from .close import CloseCode
 from .config import LEGACY_TRANSPORT, Bot, ChatConfig, Identity
 from .errors import ClientError
 from .events import ack, new_id, typing_event
-from .facts import (
-    BotToggled,
-    PeerDown,
-    PeerUp,
-    PeerUpdate,
-    TypingChanged,
-    UserGone,
-)
+from .facts import BotToggled, PeerDown, PeerUp, PeerUpdate, TypingChanged, UserGone
 from .messages import (
     AiRequest,
     Auth,
@@ -38,13 +31,12 @@ from .messages import (
     ClientMessage,
     MediaState,
     Ping,
+    PresencePage,
     Ready,
     Signal,
     Typing,
 )
-from .messages import (
-    Chat as ChatMessage,
-)
+from .messages import Chat as ChatMessage
 from .outputs import (
     Append,
     AskBot,
@@ -77,7 +69,12 @@ class Chat(Replica):
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
-        self.presence = Presence(config.presence_grace, config.presence_batch, config.node)
+        self.presence = Presence(
+            config.presence_grace,
+            config.presence_batch,
+            config.node,
+            snapshot_max=config.presence_snapshot_max,
+        )
         self.bots: dict[str, Bot] = {b.name: b for b in bots or []}
         self._clock = clock
         # user_id → (name, expires_at, owned); only the owner broadcasts the expiry
@@ -128,7 +125,7 @@ class Chat(Replica):
     def snapshot_events(self) -> list[Event]:
         """``presence`` and ``bot-state`` for a peer that just connected."""
         return [
-            Event("presence", {"users": self.presence.snapshot()}),
+            Event("presence", self.presence.snapshot_data()),
             self.bot_state_event(),
         ]
 
@@ -170,6 +167,11 @@ class Chat(Replica):
             self._limit(user, "report", now, msg.ref)
             return self._tally(user, peer_id, msg)
         self._limit(user, "other", now, msg.ref)
+        if isinstance(msg, PresencePage):  # a large room's list, a page at a time (§8)
+            page = self.presence.page(msg.cursor)
+            return [
+                Reply(Event("presence-page", page | ({} if msg.ref is None else {"ref": msg.ref})))
+            ]
         if isinstance(msg, Typing):
             out = self._set_typing(user, msg.is_typing, now)
             return out + self._ok(msg.ref)
@@ -374,7 +376,9 @@ class Chat(Replica):
             return []
         out: list[Output] = []
         if flush.upsert or flush.remove:
-            diff = {"upsert": flush.upsert, "remove": flush.remove}
+            diff: dict[str, Any] = {"upsert": flush.upsert, "remove": flush.remove}
+            if flush.counts is not None:  # a large room (§8): what a partial list cannot count
+                diff["total"], diff["online"] = flush.counts
             out.append(Broadcast(Event("presence-diff", diff)))
         for names, verb in ((flush.joined, "joined"), (flush.left, "left")):
             if names:

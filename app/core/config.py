@@ -46,6 +46,8 @@ class ChatConfig:
     heartbeat_interval: float = 30.0
     heartbeat_timeout: float = 75.0
     history_limit: int = 256
+    #: above this many users a newcomer's ``presence`` is partial and the rest is paged
+    presence_snapshot_max: int = 200
     max_message_bytes: int = 65536
     rate_chat: Rate = field(default_factory=lambda: Rate(5, 20))
     rate_signal: Rate = field(default_factory=lambda: Rate(50, 200))

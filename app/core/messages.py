@@ -29,6 +29,7 @@ __all__ = [
     "DeliveryReport",
     "MediaState",
     "Ping",
+    "PresencePage",
     "Ready",
     "Signal",
     "Typing",
@@ -41,6 +42,7 @@ MAX_TEXT_CHARS: Final = 4000
 MAX_PROMPT_CHARS: Final = 4000
 MAX_REF_CHARS: Final = 64
 MAX_CLIENT_ID_CHARS: Final = 64
+MAX_CURSOR_CHARS: Final = 256
 MAX_SDP_BYTES: Final = 64 * 1024
 MAX_CANDIDATE_CHARS: Final = 4096
 SIGNAL_TYPES: Final = frozenset({"offer", "answer", "candidate", "bye"})
@@ -124,6 +126,15 @@ class Ready:
     ref: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PresencePage:
+    """The next page of a large room's presence list, after ``cursor`` (None: from the start)."""
+
+    type: ClassVar[str] = "presence-page"
+    cursor: str | None = None
+    ref: str | None = None
+
+
 ClientMessage = (
     Auth
     | Chat
@@ -135,6 +146,7 @@ ClientMessage = (
     | AiRequest
     | Ping
     | Ready
+    | PresencePage
     | CallOutcome
     | DeliveryReport
 )
@@ -294,6 +306,13 @@ def _ready(data: dict[str, Any], ref: str | None) -> Ready:
     return Ready(ref)
 
 
+def _presence_page(data: dict[str, Any], ref: str | None) -> PresencePage:
+    cursor = _field(data, "cursor", str, ref, required=False)
+    if cursor is not None and not 0 < len(cursor) <= MAX_CURSOR_CHARS:
+        raise ClientError("invalid", f"data.cursor must be 1-{MAX_CURSOR_CHARS} characters", ref)
+    return PresencePage(cursor, ref)
+
+
 _PARSERS: Final[dict[str, Callable[[dict[str, Any], str | None], ClientMessage]]] = {
     "auth": _auth,
     "chat": _chat,
@@ -305,6 +324,7 @@ _PARSERS: Final[dict[str, Callable[[dict[str, Any], str | None], ClientMessage]]
     "ai-request": _ai_request,
     "ping": _ping,
     "ready": _ready,
+    "presence-page": _presence_page,
     "call-outcome": parse_call_outcome,
     "delivery-report": parse_delivery_report,
 }

@@ -27,6 +27,7 @@ crowd arriving at once costs the room a few events rather than one per pair.
 
 from __future__ import annotations
 
+from bisect import bisect_right, insort
 from dataclasses import astuple, dataclass, field
 from typing import Any
 
@@ -92,6 +93,8 @@ class Flush:
     remove: list[str]
     joined: list[str]
     left: list[str]
+    #: the room's size (entries, users with a tab) when it is over ``snapshot_max``, else None
+    counts: tuple[int, int] | None = None
 
 
 def summarize(names: list[str], verb: str) -> str:
@@ -109,9 +112,15 @@ class Presence:
     """The presence table. Pure state: the caller supplies ``now`` and flushes."""
 
     def __init__(
-        self, grace: float, batch: float, node: str = "local", margin: float = 2.0
+        self,
+        grace: float,
+        batch: float,
+        node: str = "local",
+        margin: float = 2.0,
+        snapshot_max: int = 200,
     ) -> None:
         self.grace = grace
+        self.snapshot_max = snapshot_max
         self.batch = batch
         self.node = node
         self.margin = margin
@@ -128,6 +137,10 @@ class Presence:
         self._left: list[str] = []
         self._flush_at: float | None = None
         self._leaving: dict[str, float] = {}  # user_id → deadline; keeps ``expire`` O(leaving)
+        #: user ids, sorted: the paging order (a cursor is the last id of a page)
+        self.order: list[str] = []
+        self.online = 0  # users with at least one peer
+        self._counted = False  # the last flush carried the counts
 
     def bump(self, user_id: str, *, silent: bool = True) -> None:
         """The user's entry changed: cached encodings of it are stale.
@@ -150,10 +163,12 @@ class Presence:
         user = self.users.get(peer.user_id)
         if user is None:
             user = self.users[peer.user_id] = UserEntry(peer.user_id, peer.user_name)
+            insort(self.order, peer.user_id)
             if announce:
                 self._joined.append(peer.user_name)
         if not user.peers:
             user.nodes = set()
+            self.online += 1
         user.nodes.add(peer.node)
         user.leaving_at = None
         self._leaving.pop(peer.user_id, None)
@@ -175,6 +190,7 @@ class Presence:
         if user is not None:
             user.peers.pop(peer_id, None)
             if not user.peers:
+                self.online -= 1
                 user.leaving_at = now + self.grace
                 if owned:
                     self._leaving[user.user_id] = user.leaving_at
@@ -214,6 +230,7 @@ class Presence:
         user = self.users.get(user_id)
         if user is not None and not user.peers:
             del self.users[user_id]
+            self._unorder(user_id)
             self.version += 1
             self.generation += 1
             self._leaving.pop(user_id, None)
@@ -238,6 +255,7 @@ class Presence:
         for user_id in gone:
             self.version += 1
             user = self.users.pop(user_id)
+            self._unorder(user_id)
             self._left.append(user.user_name)
             self._mark(user_id, now)
         return gone
@@ -254,7 +272,11 @@ class Presence:
             return None
         upsert = [self.users[u].wire() for u in sorted(self._dirty) if u in self.users]
         remove = [u for u in sorted(self._dirty) if u not in self.users]
-        out = Flush(upsert, remove, self._joined, self._left)
+        # the counts ride along above the threshold, and once more on the way back down
+        big = len(self.users) > self.snapshot_max
+        counts = (len(self.users), self.online) if big or self._counted else None
+        self._counted = big
+        out = Flush(upsert, remove, self._joined, self._left, counts)
         self.generation += 1
         self._dirty = set()
         self._joined = []
@@ -284,3 +306,32 @@ class Presence:
 
     def snapshot(self) -> list[dict[str, Any]]:
         return [u.wire() for u in self.users.values()]
+
+    def _unorder(self, user_id: str) -> None:
+        i = bisect_right(self.order, user_id) - 1
+        if i >= 0 and self.order[i] == user_id:
+            del self.order[i]
+
+    def snapshot_data(self) -> dict[str, Any]:
+        """A newcomer's ``presence``: everyone, or in a large room the first page and the counts."""
+        if len(self.users) <= self.snapshot_max:
+            return {"users": self.snapshot()}
+        return self.page(None)
+
+    def page(self, after: str | None, limit: int | None = None) -> dict[str, Any]:
+        """Up to ``limit`` users after ``after`` (in userId order), the counts, the next cursor.
+
+        A cursor is the last userId of a page, so it stays valid whoever joins or
+        leaves meanwhile: the next page starts after it (changes since reach the
+        client as diffs, which carry whole entries, so a user seen twice merges).
+        """
+        limit = self.snapshot_max if limit is None else limit
+        start = 0 if after is None else bisect_right(self.order, after)
+        ids = self.order[start : start + limit]
+        more = start + len(ids) < len(self.order)
+        return {
+            "users": [self.users[u].wire() for u in ids],
+            "total": len(self.users),
+            "online": self.online,
+            "cursor": ids[-1] if more and ids else None,
+        }

@@ -3,7 +3,8 @@
 Built from the store and the core; the two parts every newcomer shares are cached:
 the ``history`` frame (per epoch and last seq) and the ``presence`` snapshot (per
 presence generation), so a crowd reconnecting after a restart costs one read and
-one encode, not one per client.
+one encode, not one per client. Above ``snapshot_max`` users the snapshot is the
+first page of the list (protocol §8), so a join costs O(page), not O(room).
 """
 
 from __future__ import annotations
@@ -31,6 +32,20 @@ class _PresenceBase:
         self.versions = versions
 
 
+class _PartialBase:
+    """A large room's shared first page (§8): the frame's head, its users' versions, the cursor."""
+
+    __slots__ = ("cursor", "generation", "head", "versions")
+
+    def __init__(
+        self, generation: int, head: bytes, versions: dict[str, int], cursor: str | None
+    ) -> None:
+        self.generation = generation
+        self.head = head
+        self.versions = versions
+        self.cursor = cursor
+
+
 class Greeting:
     """Builds greetings; holds the shared history and presence snapshots."""
 
@@ -40,6 +55,7 @@ class Greeting:
         self.ice_servers = ice_servers
         self._history_cache: tuple[tuple[str, int], Frame, int | None] | None = None
         self._presence_base: _PresenceBase | None = None
+        self._partial_base: _PartialBase | None = None
         self._user_json: dict[str, tuple[int, bytes]] = {}
 
     async def read(
@@ -105,6 +121,8 @@ class Greeting:
         newcomer's own entry is spliced in, so it sees itself at once.
         """
         presence = self.core.presence
+        if len(presence.users) > presence.snapshot_max:
+            return self._partial(user_id)
         base = self._presence_base
         if base is None or base.generation != presence.generation:
             base = self._build_presence()
@@ -128,14 +146,47 @@ class Greeting:
             cached = self._user_json[user_id] = (user.version, compact(orjson.dumps(user.wire())))
         return cached[1]
 
+    def _prune(self) -> None:
+        """Forget the fragments of users long gone (bounded against churn)."""
+        users = self.core.presence.users
+        if len(self._user_json) > 2 * len(users) + 64:
+            kept = self._user_json
+            self._user_json = {u: kept[u] for u in users if u in kept}
+
     def _build_presence(self) -> _PresenceBase:
         presence = self.core.presence
         parts = [self._user_fragment(user_id) for user_id in presence.users]
-        if len(self._user_json) > 2 * len(presence.users) + 64:
-            kept = self._user_json
-            self._user_json = {u: kept[u] for u in presence.users if u in kept}
+        self._prune()
         body = b'{"type":"presence","data":{"users":[' + b",".join(parts) + b"]}}"
         versions = {u: entry.version for u, entry in presence.users.items()}
         base = _PresenceBase(presence.generation, Frame("presence", body, None, None), versions)
         self._presence_base = base
         return base
+
+    def _partial(self, user_id: str) -> Frame:
+        """A large room's snapshot: the first page (shared, as above), the newcomer, the counts.
+
+        The counts are today's (not the shared page's): the next diff carries them too.
+        """
+        presence = self.core.presence
+        base = self._partial_base
+        user = presence.users.get(user_id)
+        if (
+            base is None
+            or base.generation != presence.generation
+            or (user is not None and base.versions.get(user_id, user.version) != user.version)
+        ):
+            self._prune()
+            ids = presence.order[: presence.snapshot_max]
+            head = b'{"type":"presence","data":{"users":[' + b",".join(
+                self._user_fragment(u) for u in ids
+            )
+            cursor = ids[-1] if ids and len(presence.order) > len(ids) else None
+            versions = {u: presence.users[u].version for u in ids}
+            base = self._partial_base = _PartialBase(presence.generation, head, versions, cursor)
+        own = b""
+        if user is not None and user_id not in base.versions:
+            own = (b"," if base.versions else b"") + self._user_fragment(user_id)
+        counts = b'],"total":%d,"online":%d,"cursor":' % (len(presence.users), presence.online)
+        body = b"".join((base.head, own, counts, orjson.dumps(base.cursor), b"}}"))
+        return Frame("presence", body, None, None)

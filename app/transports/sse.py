@@ -52,6 +52,7 @@ ENDPOINTS: dict[str, tuple[str, dict[str, Any]]] = {
     "/api/chat-ready": ("ready", {}),
     "/api/call-outcome": ("call-outcome", {}),
     "/api/delivery-report": ("delivery-report", {}),
+    "/api/presence-page": ("presence-page", {}),
 }
 
 SSE_HEADERS = {
