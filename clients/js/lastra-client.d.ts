@@ -98,15 +98,39 @@ export interface PresenceUser extends UserRef {
   peers: Peer[];
 }
 
-export interface PresenceData {
-  users: PresenceUser[];
+/**
+ * A large room's counts (§8, above the server's LASTRA_PRESENCE_SNAPSHOT_MAX users): the list
+ * is then partial until paged to the end; count `online`, not the list.
+ */
+export interface PresenceCounts {
+  /** Users the list has, those in their grace period included. */
+  total?: number;
+  /** Users with at least one connected tab. */
+  online?: number;
 }
 
-export interface PresenceDiffData {
+export interface PresenceData extends PresenceCounts {
+  /** Everyone; in a large room the first page (userId order) and yourself. */
+  users: PresenceUser[];
+  /** Large room: where the next page starts (`null`: this was all). The client pages itself. */
+  cursor?: string | null;
+}
+
+export interface PresenceDiffData extends PresenceCounts {
   /** Each entry is that user's complete current entry: replace yours. */
   upsert: PresenceUser[];
   /** userIds of users who left. */
   remove: string[];
+}
+
+/** One page of a large room's list (merge by userId, like upserts). */
+export interface PresencePageData {
+  users: PresenceUser[];
+  total: number;
+  online: number;
+  /** The next page's cursor; `null` on the last page. */
+  cursor: string | null;
+  ref?: string;
 }
 
 export interface BotState {
@@ -190,6 +214,7 @@ export interface ServerEventMap {
   history: HistoryData;
   presence: PresenceData;
   'presence-diff': PresenceDiffData;
+  'presence-page': PresencePageData;
   'bot-state': BotStateData;
   chat: ChatMessage;
   clear: ClearData;
@@ -220,6 +245,8 @@ export interface ClientMessageMap {
   clear: Record<string, never>;
   'ai-request': { prompt: string; bot?: string };
   ping: { t?: number | string };
+  /** The page after `cursor` (the bundled client asks for them itself). */
+  'presence-page': { cursor?: string };
   'call-outcome': CallOutcome;
   'delivery-report': DeliveryReport;
 }
