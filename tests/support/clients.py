@@ -30,10 +30,9 @@ from typing import Any
 
 import httpx
 import pytest
+from support.server import Server, free_port, server_env
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
-
-from support.server import Server, free_port, server_env
 
 __all__ = [
     "POST_ENDPOINTS",

@@ -43,12 +43,11 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/: run as a script
 
+from support.clients import build_server
+from support.server import Server
 from test_ops_support import mint
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
-
-from support.clients import build_server
-from support.server import Server
 
 ADMIN = "fuzz-admin-token-0123456789"
 RSS_BOUND_MB = 250  # growth over the first sample that fails the run
