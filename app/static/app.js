@@ -155,7 +155,8 @@ function start(userName) {
     }
   });
   on('clear', (d) => messages.clear(d.by));
-  on('presence', (d) => people.snapshot(d.users));
+  on('presence', (d) => people.snapshot(d.users, d));
+  on('presence-page', (d) => people.page(d));
   on('presence-diff', (d) => people.diff(d));
   on('typing', (d) => typing.set(d));
   on('bot-state', (d) => {

@@ -98,6 +98,7 @@ export class CallManager {
       c.on('ready', (d) => this._onReady(d)),
       c.on('presence', (d) => this._onPresence(d.users || [], true)),
       c.on('presence-diff', (d) => this._onPresenceDiff(d)),
+      c.on('presence-page', (d) => this._onPresenceDiff({ upsert: d.users || [] })), // §8
       c.on('webrtc-signal', (d) => this._onSignal(d)),
       c.on('ack', (d) => { if (d && d.ref) this._refs.delete(d.ref); }),
       c.on('error', (e) => this._onError(e)),

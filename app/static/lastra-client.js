@@ -33,6 +33,13 @@
 //   outbox          {queued, failed}
 //   tab-limit       {tabs, limit} — too many SSE tabs for HTTP/1.1 (see below)
 //   session         {userId, userName, refreshed} — a new token (refreshed: it replaced one)
+//
+// Large rooms (protocol §8): above the server's LASTRA_PRESENCE_SNAPSHOT_MAX users, `presence`
+// holds the first page of the list plus {total, online, cursor}; this client then fetches the
+// rest itself (`presence-page`, one page after another, retried after 1 s when refused) and
+// emits each page as a `presence-page` event {users, total, online, cursor}: merge its users by
+// userId like a diff's upserts. While `cursor` is non-null the list is partial: count `online`
+// (the newest of the snapshot's, the pages' and the diffs' `online`), not the list.
 //   *               (type, data, envelope) for everything
 //
 // Chat sends are never lost: each gets a clientId (its idempotency key), sits in an outbox
@@ -140,6 +147,9 @@ export class LastraClient {
     this.limits = null;
     this.rtt = null;
     this.attempt = 0;
+    this._quickRetries = 0; // attempts left in the short window after a 1012 (server restart)
+    this._pageRef = null; // the presence-page request in flight (a large room's list)
+    this._pages = 0;
     this.nextRetryAt = null;
     this.online = typeof navigator === 'undefined' ? true : navigator.onLine !== false;
     this.tabLimit = null;
@@ -577,6 +587,7 @@ export class LastraClient {
     this._readyLastSeq = typeof data.lastSeq === 'number' ? data.lastSeq : null;
     this.recovered = Boolean(data.recovered);
     this.attempt = 0;
+    this._quickRetries = 0;
     this.error = null;
     this._authRetried = false;
     this._scheduleRefresh();
@@ -618,7 +629,10 @@ export class LastraClient {
     if (this._stopped) { this._setStatus(Status.CLOSED); return; }
     this.error = { code: 'disconnected', message: `connection lost (${info.code}${info.reason ? ` ${info.reason}` : ''})` };
     if (info.code === 4401) this._forceRefresh = true; // refresh before coming back
-    // 1012 (server restarting) and 4409 (slow consumer) ask us to come straight back.
+    // 4409 (slow consumer) asks us to come straight back; 1012 (server restarting) within a
+    // short jittered window (reconnectInterval, ≤ 1 s by default) for the next 3 attempts, so a
+    // restart's crowd is spread but not left waiting on a doubled backoff while it boots.
+    if (info.code === 1012) this._quickRetries = 3;
     this._scheduleReconnect(info.code === 4409);
   }
 
@@ -640,7 +654,9 @@ export class LastraClient {
       this._setStatus(Status.CLOSED);
       return;
     }
-    const cap = Math.min(this.options.maxReconnectInterval, this.options.reconnectInterval * 2 ** this.attempt);
+    const quick = this._quickRetries > 0;
+    if (quick) this._quickRetries -= 1;
+    const cap = Math.min(this.options.maxReconnectInterval, this.options.reconnectInterval * (quick ? 1 : 2 ** this.attempt));
     const delay = immediate ? 0 : Math.round(Math.random() * cap); // full jitter
     this.attempt += 1;
     this.nextRetryAt = Date.now() + delay;
@@ -715,6 +731,24 @@ export class LastraClient {
     for (const name of ['ping', 'pong', 'idle']) this._clearTimer(name);
   }
 
+  /** Ask for the page after `cursor` (a large room's list); over SSE the POST answers it. */
+  _pagePresence(cursor, link = this._link) {
+    if (!link || link !== this._link) return;
+    this._pages += 1;
+    const ref = `presence-page-${this._pages}`;
+    this._pageRef = ref;
+    this._pageCursor = cursor;
+    link.send('presence-page', { cursor }, ref).then(
+      (reply) => { if (reply && this._link === link) this._receive({ type: 'presence-page', data: reply }); },
+      () => { if (this._pageRef === ref) this._pageLater(link); },
+    );
+  }
+
+  _pageLater(link) {
+    const cursor = this._pageCursor;
+    this._setTimer('page', 1000, () => { if (this._pageRef !== null) this._pagePresence(cursor, link); });
+  }
+
   // ---------------------------------------------------------------- receiving
 
   _receive(env) {
@@ -742,8 +776,16 @@ export class LastraClient {
       case 'error': {
         const item = data.ref && this._outbox.find((m) => m.clientId === data.ref);
         if (item) this._chatRejected(item, data);
+        if (data.ref && data.ref === this._pageRef) this._pageLater(this._link);
         break;
       }
+      case 'presence':
+      case 'presence-page':
+        if (env.type === 'presence' || data.ref === this._pageRef) { // (a page it asked for)
+          this._pageRef = null;
+          if (data.cursor) this._pagePresence(data.cursor);
+        }
+        break;
       case 'chat':
         if (data.clientId && data.userId && data.userId === this.userId) {
           this._meter.echoed(data.clientId, data.ts);

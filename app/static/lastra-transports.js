@@ -84,6 +84,7 @@ export const POST_ENDPOINTS = Object.freeze({
   ready: '/api/chat-ready',
   'call-outcome': '/api/call-outcome',
   'delivery-report': '/api/delivery-report',
+  'presence-page': '/api/presence-page',
 });
 
 /**

@@ -11,16 +11,32 @@ export class People {
     this.countEl = countEl;
     this.users = new Map(); // userId -> User
     this.me = null;
+    // A large room's list comes in pages (protocol §8): until the last one (cursor null) the
+    // count is the server's `online`, not the list's.
+    this.cursor = null;
+    this.online = null;
   }
 
-  snapshot(users) {
+  /** `presence`: the whole list, or in a large room its first page with {total, online, cursor}. */
+  snapshot(users, { online = null, cursor = null } = {}) {
     this.users = new Map((users || []).map((u) => [u.userId, u]));
+    this.cursor = cursor;
+    this.online = online;
     this.render();
   }
 
-  diff({ upsert = [], remove = [] }) {
+  /** `presence-page`: more of a large room's list (the client library asks for them). */
+  page({ users = [], online = null, cursor = null }) {
+    for (const u of users) this.users.set(u.userId, u);
+    this.cursor = cursor;
+    if (online !== null) this.online = online;
+    this.render();
+  }
+
+  diff({ upsert = [], remove = [], online = null }) {
     for (const u of upsert) this.users.set(u.userId, u);
     for (const id of remove) this.users.delete(id);
+    if (online !== null) this.online = online;
     this.render();
   }
 
@@ -35,8 +51,8 @@ export class People {
       if (b.userId === this.me) return 1;
       return String(a.userName).localeCompare(String(b.userName));
     });
-    const online = users.filter((u) => (u.peers || []).length > 0).length;
-    this.countEl.textContent = String(online);
+    const listed = users.filter((u) => (u.peers || []).length > 0).length;
+    this.countEl.textContent = String(this.cursor !== null && this.online !== null ? this.online : listed);
     this.root.replaceChildren(...users.map((u) => this._user(u)));
   }
 
