@@ -15,6 +15,7 @@
 //   autoConnect        connect from the constructor (default true)
 //   reconnectLimit     attempts before giving up (default 20; Infinity allowed)
 //   reconnectInterval  backoff base in ms (default 1000); delay = random(0, min(30 s, base·2^n))
+//                      (after a 1012 server restart, the next 3: random(0, base))
 //   heartbeatInterval  ping period in ms (default: the server's `ready.heartbeatInterval`)
 //   transport          'auto' (default, follow GET /api/transport) | 'ws' | 'sse'
 //   reportInterval     ms between `delivery-report`s of what this client measured (default
