@@ -59,6 +59,9 @@ STREAM_INTERVAL = 0.1
 STREAM_AUDIENCE = 2_500
 """Above this many connections the interval grows with the room (``n / 25,000`` s at 0.1)."""
 
+CLOSE_TIMEOUT = 2.0
+"""How long ``close()`` waits for the bots' tasks after cancelling them."""
+
 History = Callable[[int], Awaitable[list[dict[str, Any]]]]
 """``await history(n)``: the newest ``n`` stored chat data objects, oldest first."""
 
@@ -191,11 +194,18 @@ class BotRoom:
         tasks = [t.task for t in self._turns.values() if t.task is not None]
         for turn in list(self._turns.values()):
             self._cancel(turn, "the server is shutting down")
-        for task in [*tasks, self._speaker, self._seeding]:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+        pending = [t for t in (*tasks, self._speaker, self._seeding) if t is not None]
+        for task in pending:
+            task.cancel()
+        if pending:  # bounded: shutdown must not hang on a task that ignores its cancel
+            done, stuck = await asyncio.wait(pending, timeout=CLOSE_TIMEOUT)
+            for task in done:  # retrieved, so a failure is not reported again at exit
+                if not task.cancelled():
+                    task.exception()
+            for task in stuck:
+                log.warning(
+                    "bot task %s did not stop within %.0f s", task.get_name(), CLOSE_TIMEOUT
+                )
         self._turns.clear()
         if self._notifier is not None:
             self._notifier.close()
@@ -284,7 +294,7 @@ class BotRoom:
 
     async def _speak(self) -> None:
         """Put the turns on the wire one at a time, in the order they started."""
-        while True:
+        while not self._closed:  # even if a cancellation was lost, close() ends this
             turn = await self._line_up.get()
             try:
                 await self._say(turn)

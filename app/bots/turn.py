@@ -52,8 +52,11 @@ async def next_item(queue: asyncio.Queue[str | End], timeout: float | None) -> s
     if timeout is None:
         return await queue.get()
     if timeout > 0:
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+        # that lands as the item arrives, and the speaker then never stops (shutdown hung)
         with contextlib.suppress(TimeoutError):
-            return await asyncio.wait_for(queue.get(), timeout)
+            async with asyncio.timeout(timeout):
+                return await queue.get()
     return queue.get_nowait() if not queue.empty() else None
 
 
