@@ -76,6 +76,8 @@ class Client(asyncio.Protocol):
         self.recovered: bool | None = None
         self.resume = False  # send lastSeq and epoch in auth (a storm's reconnect)
         self.users: set[str] | None = None  # the storm's observer: its presence list
+        #: the server's count of users online, in a large room (its list is then partial, §8)
+        self.online: int | None = None
 
     # -- transport callbacks shared by all kinds --------------------------------
 
@@ -148,6 +150,10 @@ class Client(asyncio.Protocol):
             for u in data.get("upsert") or ():
                 self.users.add(u["userId"])
             self.users.difference_update(data.get("remove") or ())
+            if "online" in data:
+                self.online = data["online"]
+            elif "users" in data:  # a whole snapshot: the list counts itself
+                self.online = None
             if w.storm is not None:
                 w.storm.presence(self, now)
         elif buf.startswith(b'{"type":"history"', s):
@@ -922,10 +928,19 @@ class Storm:
 
     def presence(self, client: Client, now: int) -> None:
         if client is self.observer and client.users is not None:
-            if len(client.users) >= self.users and not self.t_converged:
+            # above LASTRA_PRESENCE_SNAPSHOT_MAX the list is partial: the counts say it (§8)
+            seen = self._observed()
+            if seen >= self.users and not self.t_converged:
                 self.t_converged = now
-            elif len(client.users) < self.users:
+            elif seen < self.users:
                 self.t_converged = 0
+
+    def _observed(self) -> int:
+        """How many users the observer sees: its list, or the server's count when partial."""
+        obs = self.observer
+        if obs is None:
+            return 0
+        return obs.online if obs.online is not None else len(obs.users or ())
 
     def finished(self) -> bool:
         return bool(self.gone) and len(self.back) >= self.gone and bool(self.t_converged)
@@ -940,7 +955,7 @@ class Storm:
             "t_converged": self.t_converged,
             "attempts": dict(self.attempts),
             "failures": dict(self.failures),
-            "observer_users": len(self.observer.users or ()) if self.observer else 0,
+            "observer_users": self._observed(),
         }
 
 
