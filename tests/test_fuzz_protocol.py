@@ -91,6 +91,7 @@ FIELDS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
     "ai-request": {"prompt": TEXT | LONG_TEXT, "bot": st.sampled_from(BOTS)},
     "ping": {"t": st.integers(-(2**53), 2**53) | st.floats(allow_nan=False) | st.text(max_size=70)},
     "ready": {},
+    "presence-page": {"cursor": st.text(max_size=300)},
     "call-outcome": {
         "peerId": PEER,
         "stream": st.sampled_from(["camera", "screen", "tv"]),

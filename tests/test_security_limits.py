@@ -97,6 +97,7 @@ SAMPLE_BODIES: dict[str, dict[str, Any]] = {
     "ready": {},
     "call-outcome": {"peerId": "p_nobody", "outcome": "failed"},
     "delivery-report": {"sendToAckMs": [12]},
+    "presence-page": {"cursor": "u_0"},
 }
 ALL_POSTS = [*POST_ENDPOINTS.values(), "/api/screen-share-signal"]
 

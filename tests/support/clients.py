@@ -88,6 +88,7 @@ POST_ENDPOINTS = {
     "ready": "/api/chat-ready",
     "call-outcome": "/api/call-outcome",
     "delivery-report": "/api/delivery-report",
+    "presence-page": "/api/presence-page",
 }
 
 Envelope = dict[str, Any]
