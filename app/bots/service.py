@@ -47,7 +47,7 @@ from .ntfy import Notifier
 from .personality import Personality
 from .providers import Line, Prompt, Provider, ProviderError
 from .triggers import CHAIN_LIMIT, Triggers
-from .turn import End, Turn, context_line, next_item
+from .turn import End, Turn, cancel_all, context_line, next_item
 
 __all__ = ["BotRoom", "History", "Room"]
 
@@ -59,8 +59,7 @@ STREAM_INTERVAL = 0.1
 STREAM_AUDIENCE = 2_500
 """Above this many connections the interval grows with the room (``n / 25,000`` s at 0.1)."""
 
-CLOSE_TIMEOUT = 2.0
-"""How long ``close()`` waits for the bots' tasks after cancelling them."""
+CLOSE_TIMEOUT = 2.0  # how long close() waits for the bots' tasks after cancelling them
 
 History = Callable[[int], Awaitable[list[dict[str, Any]]]]
 """``await history(n)``: the newest ``n`` stored chat data objects, oldest first."""
@@ -194,18 +193,7 @@ class BotRoom:
         tasks = [t.task for t in self._turns.values() if t.task is not None]
         for turn in list(self._turns.values()):
             self._cancel(turn, "the server is shutting down")
-        pending = [t for t in (*tasks, self._speaker, self._seeding) if t is not None]
-        for task in pending:
-            task.cancel()
-        if pending:  # bounded: shutdown must not hang on a task that ignores its cancel
-            done, stuck = await asyncio.wait(pending, timeout=CLOSE_TIMEOUT)
-            for task in done:  # retrieved, so a failure is not reported again at exit
-                if not task.cancelled():
-                    task.exception()
-            for task in stuck:
-                log.warning(
-                    "bot task %s did not stop within %.0f s", task.get_name(), CLOSE_TIMEOUT
-                )
+        await cancel_all([*tasks, self._speaker, self._seeding], CLOSE_TIMEOUT)
         self._turns.clear()
         if self._notifier is not None:
             self._notifier.close()

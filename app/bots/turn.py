@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from .personality import Personality
 from .providers import Line
 
-__all__ = ["End", "Turn", "context_line", "next_item"]
+log = logging.getLogger("lastra.bots")
+
+__all__ = ["End", "Turn", "cancel_all", "context_line", "next_item"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,25 @@ async def next_item(queue: asyncio.Queue[str | End], timeout: float | None) -> s
             async with asyncio.timeout(timeout):
                 return await queue.get()
     return queue.get_nowait() if not queue.empty() else None
+
+
+async def cancel_all(tasks: list[asyncio.Task[Any] | None], timeout: float) -> None:
+    """Cancel ``tasks`` and wait for them, at most ``timeout`` seconds.
+
+    Bounded, so shutdown never hangs on a task that ignores its cancellation;
+    the results of those that ended are retrieved (no "never retrieved" noise).
+    """
+    pending = [task for task in tasks if task is not None]
+    for task in pending:
+        task.cancel()
+    if not pending:
+        return
+    done, stuck = await asyncio.wait(pending, timeout=timeout)
+    for task in done:
+        if not task.cancelled():
+            task.exception()
+    for task in stuck:
+        log.warning("bot task %s did not stop within %.0f s", task.get_name(), timeout)
 
 
 def context_line(data: dict[str, Any]) -> Line | None:
