@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, ClassVar, Final, NamedTuple
+from typing import Any, ClassVar, Final, NamedTuple, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
@@ -130,8 +130,9 @@ class LastraHttpProtocol(HttpToolsProtocol):
         """This protocol with other limits (uvicorn instantiates the class itself)."""
         return type(cls.__name__, (cls,), {"limits": limits})
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # asyncio's signature (uvicorn narrows it with a type: ignore of its own)
+        super().connection_made(cast(asyncio.Transport, transport))
         self._arm(self.limits.header_timeout)
 
     def data_received(self, data: bytes) -> None:
