@@ -62,6 +62,7 @@ def chat_config(settings: Settings, node: str = "local") -> ChatConfig:
         presence_grace=settings.presence_grace,
         presence_batch=settings.presence_batch,
         presence_snapshot_max=settings.presence_snapshot_max,
+        presence_batch_large=settings.presence_batch_large,
         heartbeat_interval=settings.heartbeat_interval,
         heartbeat_timeout=settings.heartbeat_timeout,
         history_limit=settings.history_limit,

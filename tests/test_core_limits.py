@@ -186,6 +186,22 @@ def test_only_the_silent_peer_is_closed() -> None:
     assert chatty.connected
 
 
+def test_a_chatty_peer_older_than_a_silent_one_is_kept_and_the_silent_one_closed() -> None:
+    """The scan walks peers oldest-heard first and stops at the first one heard in time."""
+    pair = hb_pair(10.0)
+    chatty = [pair.connect(f"Chatty{i}") for i in range(3)]
+    quiet = pair.connect("Quiet")
+    late = pair.connect("Late")
+    for step in range(40):
+        pair.advance(0.5)
+        for c in chatty:
+            c.send({"type": "ping"})
+        if step < 10:
+            late.send({"type": "ping"})
+    assert [c.peer_id for c in pair.closes] == [quiet.peer_id, late.peer_id]
+    assert all(c.connected for c in chatty)
+
+
 def test_heartbeat_close_is_reported_once() -> None:
     pair = hb_pair(10.0)
     core = pair.chat

@@ -11,6 +11,7 @@ from app.core.ratelimit import Rate
 
 
 def room(n: int, snapshot_max: int = 3, **kw: Any) -> tuple[CorePair, list[FakePeer]]:
+    kw.setdefault("presence_batch_large", 0.0)
     config = ChatConfig(presence_batch=0.0, presence_snapshot_max=snapshot_max, **kw)
     pair = CorePair(config, bots=[])
     # joined in reverse order, so the list's order (userId) is not the order of arrival
@@ -129,3 +130,60 @@ def test_a_post_gets_the_page_as_its_answer() -> None:
     pair, peers = room(5)
     [reply] = pair.post(peers[0].identity, "presence-page", {"cursor": "u02"})
     assert ids(reply.data["users"]) == ["u03", "u04"] and reply.data["cursor"] is None
+
+
+def test_a_tab_holds_its_first_page_and_pages_in_order_extend_it() -> None:
+    pair, peers = room(8)
+    presence, me = pair.chat.presence, peers[0]
+    presence.hold(me.peer_id, "u02")  # what the greeting's partial snapshot records
+    page(me, "u02")
+    assert presence.held[me.peer_id] == "u05"
+    page(me, None)  # the first page again: still contiguous, nothing lost
+    assert presence.held[me.peer_id] == "u05"
+    page(me, "u05")  # the last page: the whole list
+    assert me.peer_id not in presence.held
+
+
+def test_a_page_beyond_a_gap_is_answered_but_not_held() -> None:
+    pair, peers = room(8)
+    presence, me = pair.chat.presence, peers[0]
+    presence.hold(me.peer_id, "u02")
+    assert ids(page(me, "u05")["users"]) == ["u06", "u07"]  # answered
+    assert presence.held[me.peer_id] == "u02"  # the diffs cannot speak for u03..u05
+
+
+def test_a_closed_tab_is_forgotten() -> None:
+    pair, peers = room(8)
+    pair.chat.presence.hold(peers[0].peer_id, "u02")
+    pair.disconnect(peers[0])
+    assert pair.chat.presence.held == {}
+
+
+def test_a_large_room_batches_its_diffs_on_the_longer_interval() -> None:
+    config = ChatConfig(presence_batch=0.1, presence_batch_large=1.0, presence_snapshot_max=3)
+    for users, wait in ((3, 0.1), (6, 1.0)):
+        pair = CorePair(config, bots=[])
+        peers = [pair.connect(f"User{i}", user_id=f"u{i:02d}") for i in range(users)]
+        pair.run_for(2.0)
+        pair.reset_logs()
+        pair.disconnect(peers[0])
+        pair.run_for(wait - 0.05, step=0.05)
+        assert pair.diffs() == [], (users, "too early")
+        pair.run_for(0.1, step=0.05)
+        assert len(pair.diffs()) == 1, (users, "on time")
+
+
+def test_partial_holders_get_the_whole_list_when_the_room_shrinks_back() -> None:
+    pair, peers = room(5, presence_grace=0.0)
+    by_id = {p.user_id: p for p in peers}
+    watcher = by_id["u00"]
+    pair.chat.presence.hold(watcher.peer_id, "u02")
+    pair.disconnect(by_id["u04"])
+    pair.advance(0.1)  # 4 users: still large, still partial
+    assert not [s for s in pair.sends if s.event.type == "presence"]
+    pair.disconnect(by_id["u03"])
+    pair.advance(0.1)  # 3 users: small again
+    [resync] = [s for s in pair.sends if s.event.type == "presence"]
+    assert resync.peer_id == watcher.peer_id
+    assert ids(resync.event.data["users"]) == ["u02", "u01", "u00"]  # (arrival order)
+    assert pair.chat.presence.held == {}

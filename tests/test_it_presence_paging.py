@@ -120,3 +120,88 @@ async def test_diffs_stay_exact_and_carry_the_counts(srv: Server) -> None:
         assert diffs[-1]["total"] == len(want) and diffs[-1]["online"] == len(want)
         assert any(leaver.user.userId in d["remove"] for d in diffs)
     assert stayer.user.userId in want
+
+
+def diffs_of(client: Any, since: int = 0) -> list[dict[str, Any]]:
+    return [e["data"] for e in client.received[since:] if e["type"] == "presence-diff"]
+
+
+def latest_online(client: Any) -> int:
+    """The newest ``online`` count the client was given (snapshot or diff)."""
+    counted = [d["online"] for d in diffs_of(client) if "online" in d]
+    return int(counted[-1] if counted else client.presence["online"])
+
+
+def upserted(diffs: list[dict[str, Any]]) -> set[str]:
+    return {u["userId"] for d in diffs for u in d["upsert"]} | {
+        r for d in diffs for r in d["remove"]
+    }
+
+
+@aio
+async def test_a_client_keeping_its_first_page_hears_of_that_page_and_the_counts(
+    srv: Server,
+) -> None:
+    """Diffs cut to what a client holds: a crowd's changes cost it counts, not entries."""
+    sessions = [await asession(srv.http, uniq("win")) for _ in range(9)]
+    crowd = [await open_peer("ws", srv, s) for s in sessions]
+    pager = crowd[-1]
+    await whole_list(pager)  # holds the whole list from here on
+    keepers = [await open_peer(t, srv, await asession(srv.http, uniq(t))) for t in ("ws", "sse")]
+    mark = {id(c): len(c.received) for c in [pager, *keepers]}
+    for keeper in keepers:
+        cursor = keeper.presence["cursor"]
+        inside = next(c for c in crowd[:-1] if c.user.userId <= cursor)
+        outside = next(c for c in crowd[:-1] if c.user.userId > cursor)
+        # a change beyond its page first, then one within it (a later batch or the same)
+        await outside.send("media-state", {"camera": True, "mic": False, "screen": False})
+        await pager.wait_until(
+            lambda o=outside: o.user.userId in upserted(diffs_of(pager, mark[id(pager)])),
+            "the whole-list client hearing of the change beyond the page",
+        )
+        await inside.send("media-state", {"camera": True, "mic": True, "screen": False})
+
+        def heard(k: Any = keeper, i: Any = inside) -> bool:
+            return any(
+                u["userId"] == i.user.userId and u["peers"] and u["peers"][0]["media"]["mic"]
+                for d in diffs_of(k, mark[id(k)])
+                for u in d["upsert"]
+            )
+
+        await keeper.wait_until(heard, "the change within its page", 5.0)
+        assert outside.user.userId not in upserted(diffs_of(keeper, mark[id(keeper)]))
+        mark[id(pager)] = len(pager.received)
+
+    # someone beyond both pages leaves: the keepers hear the counts only
+    ws_keeper, sse_keeper = keepers
+    cut = min(ws_keeper.presence["cursor"], sse_keeper.presence["cursor"])
+    leaver = next(c for c in crowd[:-1] if c.user.userId > cut)
+    online = {id(k): latest_online(k) for k in keepers}
+    await leaver.close()
+    for keeper in keepers:
+        await keeper.wait_until(
+            lambda k=keeper: latest_online(k) == online[id(k)] - 1,
+            "the counts after a leave beyond its page",
+            5.0,
+        )
+        assert leaver.user.userId not in upserted(diffs_of(keeper, mark[id(keeper)]))
+
+
+@aio
+async def test_partial_holders_get_the_whole_list_when_the_room_shrinks_back(
+    srv: Server,
+) -> None:
+    sessions = [await asession(srv.http, uniq("shrink")) for _ in range(7)]
+    crowd = [await open_peer("ws", srv, s) for s in sessions]
+    keeper = await open_peer("sse", srv, await asession(srv.http, uniq("keep")))
+    assert keeper.presence["cursor"] is not None  # 8 users: it holds a page
+    mark = len(keeper.received)
+    for c in crowd[:4]:  # 4 users left: at most MAX, a small room again
+        await c.close()
+    want = {c.user.userId for c in crowd[4:]} | {keeper.user.userId}
+
+    def whole() -> bool:
+        snaps = [e["data"] for e in keeper.received[mark:] if e["type"] == "presence"]
+        return bool(snaps) and {u["userId"] for u in snaps[-1]["users"]} == want
+
+    await keeper.wait_until(whole, "a fresh whole presence list", 5.0)

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from . import roomlist
 from .close import CloseCode
 from .config import LEGACY_TRANSPORT, Bot, ChatConfig, Identity
 from .errors import ClientError
@@ -74,6 +75,7 @@ class Chat(Replica):
             config.presence_batch,
             config.node,
             snapshot_max=config.presence_snapshot_max,
+            large_batch=config.presence_batch_large,
         )
         self.bots: dict[str, Bot] = {b.name: b for b in bots or []}
         self._clock = clock
@@ -83,7 +85,7 @@ class Chat(Replica):
             {"chat": config.rate_chat, "signal": config.rate_signal, "report": config.rate_report},
             config.rate_other,
         )
-        self._seen: dict[str, float] = {}  # local WebSocket peers → last frame time
+        self._seen: dict[str, float] = {}  # WebSocket peers → last frame time, oldest first
         self._next_heartbeat_scan = 0.0
 
     # ------------------------------------------------------------ connections
@@ -140,8 +142,10 @@ class Chat(Replica):
 
     def touch(self, peer_id: str, now: float) -> None:
         """Any frame from a WebSocket peer proves it alive."""
-        if peer_id in self._seen:
-            self._seen[peer_id] = now
+        seen = self._seen
+        if peer_id in seen:  # to the end: the map stays in order of last frame
+            del seen[peer_id]
+            seen[peer_id] = now
 
     def receive(
         self, user: Identity, peer_id: str | None, msg: ClientMessage, now: float
@@ -168,10 +172,7 @@ class Chat(Replica):
             return self._tally(user, peer_id, msg)
         self._limit(user, "other", now, msg.ref)
         if isinstance(msg, PresencePage):  # a large room's list, a page at a time (§8)
-            page = self.presence.page(msg.cursor)
-            return [
-                Reply(Event("presence-page", page | ({} if msg.ref is None else {"ref": msg.ref})))
-            ]
+            return roomlist.page_reply(self.presence, user.user_id, peer_id, msg.cursor, msg.ref)
         if isinstance(msg, Typing):
             out = self._set_typing(user, msg.is_typing, now)
             return out + self._ok(msg.ref)
@@ -243,10 +244,14 @@ class Chat(Replica):
         if now >= self._next_heartbeat_scan:
             self._next_heartbeat_scan = now + min(1.0, self.config.heartbeat_timeout / 4)
             limit = now - self.config.heartbeat_timeout
-            for peer_id, seen in list(self._seen.items()):
-                if seen < limit:
-                    del self._seen[peer_id]
-                    out.append(Close(peer_id, CloseCode.HEARTBEAT, "heartbeat-timeout"))
+            quiet = []  # the oldest first: stop at the first peer heard from in time
+            for peer_id, seen in self._seen.items():
+                if seen >= limit:
+                    break
+                quiet.append(peer_id)
+            for peer_id in quiet:
+                del self._seen[peer_id]
+                out.append(Close(peer_id, CloseCode.HEARTBEAT, "heartbeat-timeout"))
         return out
 
     def next_deadline(self) -> float | None:
@@ -374,16 +379,15 @@ class Chat(Replica):
         flush = self.presence.flush(now)
         if flush is None:
             return []
-        out: list[Output] = []
-        if flush.upsert or flush.remove:
-            diff: dict[str, Any] = {"upsert": flush.upsert, "remove": flush.remove}
-            if flush.counts is not None:  # a large room (§8): what a partial list cannot count
-                diff["total"], diff["online"] = flush.counts
-            out.append(Broadcast(Event("presence-diff", diff)))
+        out = roomlist.diff_outputs(self.presence, flush)
         for names, verb in ((flush.joined, "joined"), (flush.left, "left")):
             if names:
                 out.append(Append(Draft("chat", self._system(summarize(names, verb)))))
         return out
+
+    def resync_held(self) -> list[Output]:
+        """Whole lists for partial holders if the room is small (after another's diff)."""
+        return roomlist.resync(self.presence)
 
     def _system(self, text: str) -> dict[str, Any]:
         return {

@@ -23,6 +23,13 @@ themselves, so a lost fact never leaves a ghost user.
 Every change marks the user dirty; dirty users are flushed together at most
 every ``batch`` seconds as one ``presence-diff`` and one system message, so a
 crowd arriving at once costs the room a few events rather than one per pair.
+
+Large rooms (over ``snapshot_max`` users, protocol §8) are held in part: each
+peer holds the users up to some userId (its snapshot's first page, extended by
+the pages it fetched in order), ``held`` remembers where, and a diff tells a
+peer only of changes within what it holds, its own entry and the counts. A
+crowd of N joining then costs each member O(its window), not O(N), and the
+batch stretches to ``large_batch`` so the counts go out about once a second.
 """
 
 from __future__ import annotations
@@ -95,6 +102,9 @@ class Flush:
     left: list[str]
     #: the room's size (entries, users with a tab) when it is over ``snapshot_max``, else None
     counts: tuple[int, int] | None = None
+    #: peers that held part of the list while the room was large: now small, they
+    #: need the whole list again (a fresh ``presence``)
+    resync: tuple[str, ...] = ()
 
 
 def summarize(names: list[str], verb: str) -> str:
@@ -118,10 +128,12 @@ class Presence:
         node: str = "local",
         margin: float = 2.0,
         snapshot_max: int = 200,
+        large_batch: float = 1.0,
     ) -> None:
         self.grace = grace
         self.snapshot_max = snapshot_max
         self.batch = batch
+        self.large_batch = max(batch, large_batch)
         self.node = node
         self.margin = margin
         self._takeover: dict[str, float] = {}  # user_id → when to end a grace nobody owns
@@ -141,6 +153,10 @@ class Presence:
         self.order: list[str] = []
         self.online = 0  # users with at least one peer
         self._counted = False  # the last flush carried the counts
+        #: large rooms: peer_id → the last userId of the part of the list that peer
+        #: holds; absent: the whole list (a small room, a client that paged to the
+        #: end, the legacy wire). Only this process's peers are ever entered.
+        self.held: dict[str, str] = {}
 
     def bump(self, user_id: str, *, silent: bool = True) -> None:
         """The user's entry changed: cached encodings of it are stale.
@@ -157,7 +173,8 @@ class Presence:
     def _mark(self, user_id: str, now: float) -> None:
         self._dirty.add(user_id)
         if self._flush_at is None:
-            self._flush_at = now + self.batch
+            big = len(self.users) > self.snapshot_max
+            self._flush_at = now + (self.large_batch if big else self.batch)
 
     def add(self, peer: Peer, now: float, *, announce: bool = True) -> None:
         user = self.users.get(peer.user_id)
@@ -183,6 +200,7 @@ class Presence:
     def remove(self, peer_id: str, now: float, *, owned: bool = True) -> Peer | None:
         """Remove a peer; ``owned=False`` for another process's change (no deadline, no diff)."""
         peer = self.peers.pop(peer_id, None)
+        self.held.pop(peer_id, None)
         if peer is None:
             return None
         self.bump(peer.user_id, silent=not owned)
@@ -276,7 +294,10 @@ class Presence:
         big = len(self.users) > self.snapshot_max
         counts = (len(self.users), self.online) if big or self._counted else None
         self._counted = big
-        out = Flush(upsert, remove, self._joined, self._left, counts)
+        resync: tuple[str, ...] = ()
+        if not big and self.held:
+            resync, self.held = tuple(self.held), {}
+        out = Flush(upsert, remove, self._joined, self._left, counts, resync)
         self.generation += 1
         self._dirty = set()
         self._joined = []
@@ -303,6 +324,27 @@ class Presence:
         if not mine:
             raise ClientError("not_found", "open /api/chat-stream first")
         raise ClientError("invalid", "several tabs are open: send X-Lastra-Peer")
+
+    def hold(self, peer_id: str, upto: str | None) -> None:
+        """``peer_id`` was sent the list up to ``upto`` (a snapshot's cursor; None: all)."""
+        if upto is None:
+            self.held.pop(peer_id, None)
+        else:
+            self.held[peer_id] = upto
+
+    def paged(self, peer_id: str, after: str | None, upto: str | None) -> None:
+        """A page ``(after, upto]`` reached ``peer_id``: extend what it holds if contiguous.
+
+        A page that leaves a gap (a cursor beyond what the peer holds) is answered
+        but not kept up to date: the diffs could not say what lies in the gap.
+        """
+        held = self.held.get(peer_id)
+        if held is None or (after is not None and after > held):
+            return
+        if upto is None:
+            del self.held[peer_id]
+        elif upto > held:
+            self.held[peer_id] = upto
 
     def snapshot(self) -> list[dict[str, Any]]:
         return [u.wire() for u in self.users.values()]

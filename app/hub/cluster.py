@@ -23,7 +23,7 @@ from app.backends.base import (
 )
 from app.core import CloseCode
 from app.core.facts import BotToggled
-from app.wire import Frame, frame_from_record
+from app.wire import Frame, decode, frame_from_record
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -83,6 +83,8 @@ class Cluster:
                     hub.bots.on_toggle(fact.name, fact.enabled)
             case SyncMessage(peers):
                 hub.carry_out(hub.core.resync(list(peers), now), None)
+            case FrameMessage("presence-diff", text) if '"total":' in text:
+                hub.broadcast_diff(decode(text)["data"])  # a large room's: cut per client
             case FrameMessage(kind, text):
                 hub.broadcast(Frame(kind, text.encode(), None, None))
             case SendMessage(peer_id, kind, text):

@@ -16,6 +16,7 @@ import orjson
 
 from app.backends.base import Record, Store
 from app.core import Chat, Peer
+from app.core.config import LEGACY_TRANSPORT
 from app.wire import Frame, compact, encode_event, frame_from_record, history_frame
 
 __all__ = ["Greeting"]
@@ -96,7 +97,7 @@ class Greeting:
         elif history is not None:
             frame, newest = history
             frames.append(frame)
-        frames += [self.presence(peer.user_id), encode_event(self.core.bot_state_event())]
+        frames += [self.presence(peer), encode_event(self.core.bot_state_event())]
         return frames, newest
 
     async def _history(self, current: int) -> tuple[Frame, int | None]:
@@ -111,7 +112,7 @@ class Greeting:
         self._history_cache = (key, frame, newest)
         return frame, newest
 
-    def presence(self, user_id: str) -> Frame:
+    def presence(self, peer: Peer) -> Frame:
         """The ``presence`` snapshot for a newcomer, shared within a presence batch.
 
         A snapshot taken since the last flush (and since the last change no diff
@@ -120,9 +121,12 @@ class Greeting:
         one batch shares one snapshot (O(users) once, not per join); only the
         newcomer's own entry is spliced in, so it sees itself at once.
         """
-        presence = self.core.presence
+        presence, user_id = self.core.presence, peer.user_id
         if len(presence.users) > presence.snapshot_max:
-            return self._partial(user_id)
+            frame, cursor = self._partial(user_id)
+            if peer.transport != LEGACY_TRANSPORT:  # (the old client lists all, as before)
+                presence.hold(peer.peer_id, cursor)
+            return frame
         base = self._presence_base
         if base is None or base.generation != presence.generation:
             base = self._build_presence()
@@ -163,7 +167,7 @@ class Greeting:
         self._presence_base = base
         return base
 
-    def _partial(self, user_id: str) -> Frame:
+    def _partial(self, user_id: str) -> tuple[Frame, str | None]:
         """A large room's snapshot: the first page (shared, as above), the newcomer, the counts.
 
         The counts are today's (not the shared page's): the next diff carries them too.
@@ -189,4 +193,4 @@ class Greeting:
             own = (b"," if base.versions else b"") + self._user_fragment(user_id)
         counts = b'],"total":%d,"online":%d,"cursor":' % (len(presence.users), presence.online)
         body = b"".join((base.head, own, counts, orjson.dumps(base.cursor), b"}}"))
-        return Frame("presence", body, None, None)
+        return Frame("presence", body, None, None), base.cursor

@@ -61,6 +61,7 @@ from .connection import Connection
 from .greeting import Greeting
 from .pipeline import Pipeline
 from .requests import Origin, Waiter, deliver
+from .windows import WindowedDiff
 
 __all__ = ["Hub"]
 
@@ -94,6 +95,7 @@ class Hub:
         self.greeting = Greeting(core, store, ice_servers or (lambda _user: []))
         #: several processes share this chat: fan out through the broker
         self.clustered = store.shared
+        self._diff_counts: tuple[int, int] | None = None  # the last large-room diff's
         self.conns: dict[str, Connection] = {}
         self.clock = Clock(core, lambda outputs: self.carry_out(outputs, None))
         self.pipeline = Pipeline(self)
@@ -313,7 +315,10 @@ class Hub:
         """A ``Broadcast``: durable events (with ``seq``) from their stored bytes."""
         if event.seq is None:
             frame = encode_event(event)
-            self.broadcast(frame)
+            if event.type == "presence-diff" and "total" in event.data:
+                self.broadcast_diff(event.data)
+            else:
+                self.broadcast(frame)
             if self.clustered:
                 self.broker.publish(FrameMessage(frame.type, frame.text))
         elif not self.clustered:  # shared store: every process delivers it from the tail
@@ -365,6 +370,15 @@ class Hub:
     def broadcast(self, frame: Frame) -> None:
         for conn in list(self.conns.values()):
             conn.push(frame)
+        if frame.type == "presence-diff" and self.core.presence.held:
+            self.carry_out(self.core.resync_held(), None)  # (another process's, room small)
+
+    def broadcast_diff(self, data: dict[str, Any]) -> None:
+        """A large room's ``presence-diff``: each connection gets what it holds (§8)."""
+        diff = WindowedDiff(data)
+        changed = diff.counts != self._diff_counts
+        self._diff_counts = diff.counts
+        diff.send(list(self.conns.values()), self.core.presence, changed)
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:
