@@ -160,9 +160,10 @@ class Connection:
         self._bytes += size
         queue.append(frame)
         if len(queue) == 1:  # a writer is idle only while the queue is empty
-            self._signal()
+            self.signal()
 
-    def _signal(self) -> None:
+    def signal(self) -> None:
+        """Wake the writer: frames were queued, the close began, or the transport drained."""
         if self.notify is not None:
             self.notify(self)
         elif self._wake is not None:
@@ -201,7 +202,7 @@ class Connection:
         if code in (CloseCode.SLOW, CloseCode.HEARTBEAT):
             loop = asyncio.get_running_loop()
             self._abort = loop.call_later(self.ABORT_AFTER, self._run_abort)
-        self._signal()
+        self.signal()
 
     def _run_abort(self) -> None:
         self._abort = None

@@ -126,12 +126,14 @@ class Flusher:
         self._keepalive = keepalive
         self._streams: dict[Connection, DirectStream] = {}
         self._ticker: asyncio.TimerHandle | None = None
+        #: one bound method for every connection (``self.wake`` makes a new one per read)
+        self._wake: Callable[[Connection], None] = self.wake
 
     def link(self, conn: Connection, link: DirectLink) -> None:
         """Write ``conn``'s frames to ``link`` from now on."""
         self.links[conn] = link
-        conn.notify = self.wake
-        link.on_writable = lambda: self.wake(conn)
+        conn.notify = self._wake
+        link.on_writable = conn.signal  # a bound method: no closure per connection
 
     def link_stream(self, conn: Connection, link: DirectStream) -> None:
         """Like :meth:`link`, and keep the stream alive with comments while it is idle."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Final
 
 from .uvicorn_http import HttpLimits, HttpLink, LastraHttpProtocol
-from .uvicorn_ws import LastraWebSocketProtocol
+from .uvicorn_ws import UVICORN_STATE, LastraWebSocketProtocol
 
 __all__ = [
     "PRIVATE_SURFACE",
@@ -50,22 +50,9 @@ PRIVATE_SURFACE: Final[tuple[tuple[str, str, dict[str, str]], ...]] = (
             "handle_parser_exception": "(self)",
             "send": "(self, message)",
             "resume_writing": "(self)",
-            "queue": "attr",
-            "writable": "attr",
-            "scope": "attr",
-            "request": "attr",
-            "response": "attr",
-            "handshake_complete": "attr",
-            "close_sent": "attr",
-            "disconnected": "attr",
-            "transport": "attr",
-            "conn": "attr",
-            "frames": "attr",
-            "curr_msg_data_type": "attr",
-            "read_paused": "attr",
-            "loop": "attr",
-            "close_timer": "attr",
-            "close_timeout": "attr",
+            "receive": "(self)",
+            # all read or written, and all kept in slots of ours (uvicorn_ws.UVICORN_STATE)
+            **dict.fromkeys(UVICORN_STATE, "attr"),
         },
     ),
     (

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
 from uvicorn.config import Config
@@ -19,7 +19,52 @@ from app.wire import Frame
 
 from .flush import DIRECT
 
-__all__ = ["LastraWebSocketProtocol"]
+__all__ = ["UVICORN_STATE", "LastraWebSocketProtocol"]
+
+#: every attribute uvicorn's protocol assigns on ``self`` (its ``__init__``, then
+#: ``handle_connect``), kept in slots of ours. CPython 3.11 keeps an instance's
+#: attributes inline only up to 29 of them; uvicorn sets 37, so each connection
+#: would carry a full dict (about 1.6 KB) instead of 8 bytes a slot. Listed in
+#: ``PRIVATE_SURFACE`` too: the canary fails if uvicorn stops assigning one.
+UVICORN_STATE: Final = (
+    "config",
+    "app",
+    "loop",
+    "logger",
+    "root_path",
+    "asgi_version",
+    "app_state",
+    "connections",
+    "tasks",
+    "default_headers",
+    "transport",
+    "server",
+    "client",
+    "scheme",
+    "queue",
+    "handshake_initiated",
+    "handshake_complete",
+    "close_sent",
+    "disconnected",
+    "close_timer",
+    "close_timeout",
+    "initial_response",
+    "conn",
+    "read_paused",
+    "writable",
+    "ping_interval",
+    "ping_timeout",
+    "ping_timer",
+    "pong_timer",
+    "pending_ping_payload",
+    "ping_sent_at",
+    "last_ping_rtt",
+    "frames",
+    "curr_msg_data_type",
+    "request",
+    "response",
+    "scope",
+)
 
 
 def _replace(obj: object, name: str, value: object) -> None:
@@ -34,33 +79,30 @@ def _replace(obj: object, name: str, value: object) -> None:
 class _Inbox:
     """The receive queue uvicorn's protocol needs, without ``asyncio.Queue``'s weight.
 
-    One consumer (the app's ``receive``), so a list and one future do; an
-    ``asyncio.Queue`` is three deques and an ``Event`` (about 3 KB) per client.
+    One consumer (the protocol's own ``receive``, which waits on :meth:`wait`'s
+    future itself), so a list and one future do; an ``asyncio.Queue`` is three
+    deques and an ``Event`` (about 3 KB) per client.
     """
 
-    __slots__ = ("_items", "_waiter")
+    __slots__ = ("_waiter", "items")
 
     def __init__(self) -> None:
-        self._items: list[ASGIReceiveEvent] = []
+        self.items: list[ASGIReceiveEvent] = []
         self._waiter: asyncio.Future[None] | None = None
 
     def put_nowait(self, item: ASGIReceiveEvent) -> None:
-        self._items.append(item)
-        waiter = self._waiter
+        self.items.append(item)
+        waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
     def empty(self) -> bool:
-        return not self._items
+        return not self.items
 
-    async def get(self) -> ASGIReceiveEvent:
-        while not self._items:
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await waiter
-            finally:
-                self._waiter = None
-        return self._items.pop(0)
+    def wait(self) -> asyncio.Future[None]:
+        """A future that resolves at the next :meth:`put_nowait`."""
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        return waiter
 
 
 class _Flag:
@@ -97,11 +139,12 @@ class _Flag:
 class LastraWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's ``websockets-sansio`` protocol plus synchronous pre-framed writes.
 
-    It also keeps less per connection (a connection lives for hours): a lighter
-    receive queue and writable flag, and no handshake objects after the handshake.
+    It also keeps less per connection (a connection lives for hours): its state
+    in slots (:data:`UVICORN_STATE`), a lighter receive queue and writable flag,
+    and no handshake objects after the handshake.
     """
 
-    on_writable: Callable[[], None] | None = None
+    __slots__ = (*UVICORN_STATE, "_inbox", "on_writable")
 
     def __init__(
         self,
@@ -110,8 +153,10 @@ class LastraWebSocketProtocol(WebSocketsSansIOProtocol):
         app_state: dict[str, Any],
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
+        self.on_writable: Callable[[], None] | None = None
         super().__init__(config, server_state, app_state, _loop)
-        _replace(self, "queue", _Inbox())
+        self._inbox = _Inbox()
+        _replace(self, "queue", self._inbox)
         _replace(self, "writable", _Flag())
 
     def handle_connect(self, event: Request) -> None:
@@ -119,7 +164,11 @@ class LastraWebSocketProtocol(WebSocketsSansIOProtocol):
         scope: Any = getattr(self, "scope", None)
         if scope is not None:  # the handshake went on to the app (101)
             scope["extensions"][DIRECT] = self
-        _replace(self, "request", None)  # its headers live on in the scope
+        _replace(self, "request", None)
+        # websockets' parser generator holds the request (a local of its suspended
+        # frame) for the connection's life; its headers, already copied into the
+        # scope and read by nothing else, are most of its weight (about 1.8 KB)
+        event.headers.clear()
 
     def send_receive_event_to_app(self) -> None:
         """A text message that is not UTF-8 closes 1007 quietly.
@@ -141,6 +190,20 @@ class LastraWebSocketProtocol(WebSocketsSansIOProtocol):
         await super().send(message)
         if self.handshake_complete:
             _replace(self, "response", None)  # only the accept used it
+
+    async def receive(self) -> ASGIReceiveEvent:
+        """uvicorn's ``receive``, awaiting the inbox's future directly.
+
+        uvicorn's awaits ``queue.get()``: two coroutines per idle client where one does.
+        """
+        inbox = self._inbox
+        while not inbox.items:
+            await inbox.wait()
+        message = inbox.items.pop(0)
+        if self.read_paused and not inbox.items:
+            self.read_paused = False
+            self.transport.resume_reading()
+        return message
 
     def resume_writing(self) -> None:
         super().resume_writing()

@@ -80,24 +80,44 @@ async def _first_auth(receive: Receive, timeout: float, max_bytes: int) -> Auth 
 
 
 async def serve(services: Services, scope: Scope, receive: Receive, send: Send) -> None:
-    """One WebSocket client, from the handshake to the end. Never raises."""
+    """One WebSocket client, from the handshake to the end. Never raises.
+
+    The handshake and the auth run in their own coroutine (:func:`_admit`), gone
+    once the client is in: an idle client keeps only this frame, its session's
+    and the reader's, for hours.
+    """
     try:
-        await _serve(services, scope, receive, send)
+        admitted = await _admit(services, scope, receive, send)
+        if admitted is None:
+            return
+        conn, auth = admitted
+        direct = offered(scope)
+        if direct is not None:  # a WebSocket scope's offer is a DirectSocket
+            await _session_direct(services, conn, cast(DirectSocket, direct), auth, receive)
+        else:
+            await _session_asgi(services, conn, auth, receive, send)
     except Exception:  # a bug must cost one connection, not a 500 log storm
         log.exception("WebSocket handler failed")
         services.hub.metrics.error("internal", "ws")
         await _close(send, CloseCode.INTERNAL, "internal")
 
 
-async def _serve(services: Services, scope: Scope, receive: Receive, send: Send) -> None:
+async def _admit(
+    services: Services, scope: Scope, receive: Receive, send: Send
+) -> tuple[Connection, Auth] | None:
+    """Accept, check the auth frame, the user's transport and the caps; None if refused."""
     settings = services.settings
     hub = services.hub
     if (await receive())["type"] != "websocket.connect":
-        return
+        return None
     if not origin_allowed(services, HTTPConnection(scope)):
         hub.metrics.refused.labels("origin").inc()
         await _close(send, CloseCode.FORBIDDEN, "origin-not-allowed")  # → HTTP 403
-        return
+        return None
+    # nothing reads the handshake's headers after the origin check, and the scope lives
+    # as long as the connection: about 0.7 KB per client (uvicorn's log lines read
+    # ``client``, ``path`` and ``query_string``, which stay)
+    scope["headers"] = []
     await send({"type": "websocket.accept"})
     auth = await _first_auth(receive, settings.auth_timeout, settings.max_message_bytes)
     if isinstance(auth, int):
@@ -110,29 +130,25 @@ async def _serve(services: Services, scope: Scope, receive: Receive, send: Send)
         if auth == CloseCode.UNAUTHENTICATED:
             hub.metrics.error("not_authenticated", "ws")
         await _close(send, auth, reason)
-        return
+        return None
     identity = services.tokens.verify(auth.token)
     if identity is None:
         hub.metrics.error("not_authenticated", "ws")
         hub.metrics.refused.labels("bad-token").inc()
         await _close(send, CloseCode.UNAUTHENTICATED, "bad-token")
-        return
+        return None
     if services.assignment(identity.user_id).transport != "ws":
         hub.metrics.refused.labels("transport-disabled").inc()
         await _close(send, CloseCode.FORBIDDEN, "transport-disabled")
-        return
+        return None
     conn = Connection(identity, "ws", settings.outbound_queue)
     client = scope.get("client")
     conn.address = str(client[0]) if client else ""
     refusal = hub.admit(conn)
     if refusal is not None:
         await _close(send, CloseCode.TRY_LATER, refusal)
-        return
-    direct = offered(scope)
-    if direct is not None:  # a WebSocket scope's offer is a DirectSocket
-        await _session_direct(services, conn, cast(DirectSocket, direct), auth, receive)
-    else:
-        await _session_asgi(services, conn, auth, receive, send)
+        return None
+    return conn, auth
 
 
 async def _read(services: Services, conn: Connection, receive: Receive) -> int | None:
