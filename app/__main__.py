@@ -106,6 +106,9 @@ def main(argv: list[str] | None = None) -> None:
         **protocols(settings),
         h11_max_incomplete_event_size=settings.max_header_bytes,  # the stock fallback's bound
         ws_ping_interval=None,  # the protocol has its own ping/pong and 4408 timeout
+        # Declined: our direct writes never compress, so a browser's permessage-deflate
+        # would only keep a zlib pair (~40 KB) per tab to inflate its small frames.
+        ws_per_message_deflate=False,
         timeout_graceful_shutdown=5,
         # X-Forwarded-For/-Proto only from the proxies the operator lists (uvicorn would
         # trust 127.0.0.1 by default: any local client could pick its address)
