@@ -70,12 +70,14 @@ class Client(asyncio.Protocol):
         self.dups = 0
         self.closed = False
         self.close_code: int | None = None
+        self.close_reason = ""
         self.handshaken = False
         self.head = b""
         self.epoch: str | None = None  # from ready: sent back with lastSeq to resume
         self.recovered: bool | None = None
         self.resume = False  # send lastSeq and epoch in auth (a storm's reconnect)
         self.users: set[str] | None = None  # the storm's observer: its presence list
+        self.slot = -1  # its place in Worker.clients (storm: the rejoined client takes it)
         #: the server's count of users online, in a large room (its list is then partial, §8)
         self.online: int | None = None
 
@@ -89,7 +91,9 @@ class Client(asyncio.Protocol):
         self.closed = True
         if not self.ready.done():
             self.ready.set_exception(ConnectionError(f"closed before ready ({exc})"))
-        elif self.w.storm is not None:
+        elif self.w.storm is not None and not self.ready.cancelled() and not self.ready.exception():
+            # only a client that reached ready is lost: a failed storm attempt (timed out,
+            # refused at the handshake) is its rejoin's business, not a second rejoin
             self.w.storm.lost(self)
 
     def opened(self) -> None:
@@ -295,6 +299,7 @@ class WSClient(Client):
             self.send_frame(payload, 10)
         elif op == 8:
             self.close_code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+            self.close_reason = payload[2:64].decode("utf-8", "replace")
             self.w.close_codes[self.close_code] += 1
             self.closed = True
             if self.tr is not None:
@@ -810,12 +815,12 @@ class Worker:
             return {"stalled": 1, "closed": False, "reopened": reopened}
         return {"stalled": 0}
 
-    async def cmd_storm_arm(
-        self, users: int, base: float = 1.0, cap: float = 30.0
-    ) -> dict[str, Any]:
-        """From now on a closed client comes back as the bundled client does (full jitter)."""
+    async def cmd_storm_arm(self, users: int) -> dict[str, Any]:
+        """From now on a closed client comes back as the bundled client does (:class:`Storm`)."""
+        for slot, c in enumerate(self.clients):
+            c.slot = slot
         live = [c for c in self.clients if isinstance(c, WSClient) and not c.closed]
-        self.storm = Storm(self, users, base, cap)
+        self.storm = Storm(self, users)
         if self.wid == 0 and live:
             live[0].users = set()  # the observer: is presence complete again?
         return {"armed": len(live)}
@@ -868,22 +873,55 @@ class Worker:
                 self.pipe.send({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
 
 
-class Storm:
-    """A restart storm: every client the server closes reconnects with the bundled
-    client's backoff (``app/static/lastra-client.js``): attempt n waits
-    ``random() × min(cap, base × 2^n)`` seconds (full jitter), n = 0 after a ``ready``,
-    and resumes with ``lastSeq`` + ``epoch`` in ``auth``."""
+#: The bundled client's reconnect rule, ``app/static/lastra-client.js``: its ``DEFAULTS``
+#: (``reconnectLimit: 20``, ``reconnectInterval: 1000``, ``maxReconnectInterval: 30000``,
+#: ``wsOpenTimeout: 6000``), ``_linkLost`` (``if (info.code === 1012) this._quickRetries = 3``)
+#: and ``_scheduleReconnect``. The module exports none of them (only ``Status`` and the
+#: client), so they are copied here, in seconds: change them together.
+RECONNECT_LIMIT = 20  # attempts, then the client gives up
+RECONNECT_INTERVAL = 1.0  # the backoff's base, and the whole window of a quick retry
+MAX_RECONNECT_INTERVAL = 30.0  # the backoff's cap
+QUICK_RETRIES_AFTER_1012 = 3  # a server restart: this many attempts within one interval
+WS_OPEN_TIMEOUT = 6.0  # from opening the socket to ``ready``, else the attempt failed
 
-    def __init__(self, w: Worker, users: int, base: float, cap: float) -> None:
+
+def reconnect_delay(attempt: int, quick: bool) -> float:
+    """The wait before the next attempt, as ``_scheduleReconnect`` computes it.
+
+    ``attempt`` counts the attempts since the last ``ready`` (0 for the first), and keeps
+    counting through the quick ones: after a 1012 the 4th attempt waits up to
+    ``min(30 s, 1 s × 2^3)``. Full jitter: anything from 0 to the cap.
+    """
+    cap = min(MAX_RECONNECT_INTERVAL, RECONNECT_INTERVAL * (1 if quick else 2**attempt))
+    return random.random() * cap
+
+
+class Storm:
+    """A restart storm: every client the server closes comes back as the bundled client
+    does (the constants above): after a 1012 (server restart) the first 3 attempts wait
+    ``random() × 1 s``, then attempt n waits ``random() × min(30 s, 1 s × 2^n)``; after
+    another close code the doubling applies from the first attempt, and a 4409 (slow
+    consumer) comes straight back. An attempt fails when the connection is refused or
+    reset, the handshake is refused, the socket closes before ``ready`` or ``ready`` takes
+    longer than 6 s; after 20 attempts the client gives up. It resumes with ``lastSeq`` +
+    ``epoch`` in ``auth``.
+
+    Like the bundled client, it does not bound how many connects are in flight: the
+    crowd's spread is the jitter alone (a refused or reset connect is cheap; a connect
+    whose SYN the full accept queue dropped is retried by the kernel within the 6 s).
+    """
+
+    def __init__(self, w: Worker, users: int) -> None:
         self.w = w
         self.users = users
-        self.base = base
-        self.cap = cap
         self.t_first_close = 0
         self.back: list[int] = []  # ready times (ns)
         self.recovered = 0
-        self.attempts: Counter[int] = Counter()
-        self.failures: Counter[str] = Counter()
+        self.attempts: Counter[int] = Counter()  # the attempt that succeeded, per client
+        self.failures: Counter[str] = Counter()  # why the failed attempts failed
+        self.failed_when: dict[str, list[int]] = {}  # per reason: first and last (ns)
+        self.close_codes: Counter[int] = Counter()  # what closed the live clients
+        self.gave_up = 0
         self.gone = 0
         self.t_converged = 0
         self.observer: Client | None = None
@@ -893,6 +931,7 @@ class Storm:
         if not isinstance(old, WSClient):
             return  # (the would-be stalled client comes back too: it is one of the N users)
         self.gone += 1
+        self.close_codes[old.close_code or 1006] += 1
         if not self.t_first_close:
             self.t_first_close = now_ns()
         task = self.w.loop.create_task(self.rejoin(old))
@@ -901,30 +940,64 @@ class Storm:
 
     async def rejoin(self, old: WSClient) -> None:
         w = self.w
+        quick = QUICK_RETRIES_AFTER_1012 if old.close_code == 1012 else 0
+        immediate = old.close_code == 4409
         attempt = 0
-        while True:
-            await asyncio.sleep(random.random() * min(self.cap, self.base * 2**attempt))
+        while attempt < RECONNECT_LIMIT:
+            delay = 0.0 if immediate else reconnect_delay(attempt, quick > 0)
+            quick = max(0, quick - 1)
+            immediate = False
             attempt += 1
+            await asyncio.sleep(delay)
             new = WSClient(w, old.idx, old.token, False, old.port)
-            new.last, new.epoch, new.resume = old.last, old.epoch, True
+            new.last, new.epoch, new.resume, new.slot = old.last, old.epoch, True, old.slot
             if old.users is not None:
                 new.users = set()
-                self.observer = new
+                self.observer = new  # from its first frame: presence() times the convergence
             try:
-                await asyncio.wait_for(w._open(lambda n=new: n, False, old.port), 10)
-                t = await asyncio.wait_for(new.ready, 10)
-            except Exception as exc:
-                self.failures[type(exc).__name__] += 1
+                t = await asyncio.wait_for(self._attempt(new, old.port), WS_OPEN_TIMEOUT)
+            except Exception as exc:  # refused, reset, closed, timed out: the attempt failed
+                why = self._why(new, exc)
+                self.failures[why] += 1
+                span = self.failed_when.setdefault(why, [now_ns(), 0])
+                span[1] = now_ns()
                 if new.tr is not None:
                     new.tr.abort()
                 continue
             self.back.append(t)
             self.attempts[attempt] += 1
             self.recovered += bool(new.recovered)
-            w.clients[w.clients.index(old)] = new
+            if 0 <= new.slot < len(w.clients):
+                w.clients[new.slot] = new  # the seq check and close see the one that is back
+            else:
+                w.clients.append(new)
             if new.users is not None:
                 self.presence(new, t)
             return
+        self.gave_up += 1
+
+    async def _attempt(self, new: WSClient, port: int) -> int:
+        """One connection attempt: TCP connect, upgrade, ``auth``, until ``ready``."""
+        await self.w._open(lambda: new, False, port)
+        return await new.ready
+
+    @staticmethod
+    def _why(new: WSClient, exc: BaseException) -> str:
+        """A failed attempt's reason, short enough to count."""
+        if isinstance(exc, TimeoutError):  # asyncio's is the builtin since 3.11
+            return f"no ready within {WS_OPEN_TIMEOUT:.0f} s"
+        if isinstance(exc, ConnectionRefusedError):
+            return "refused"
+        if new.close_code is not None:  # e.g. 1013 server-restart: the old process, leaving
+            return f"closed {new.close_code} {new.close_reason} before ready".replace("  ", " ")
+        text = str(exc)
+        if text.startswith("HTTP/"):
+            return "handshake " + text[:40]  # the status line of a refused upgrade
+        if isinstance(exc, ConnectionError) and text.startswith("closed before ready"):
+            # the socket went without a close frame: a reset (e.g. accepted into the old
+            # process's queue, which it closed on exit) or a bare end of stream
+            return "reset before ready" if "reset" in text else "dropped before ready"
+        return type(exc).__name__
 
     def presence(self, client: Client, now: int) -> None:
         if client is self.observer and client.users is not None:
@@ -943,18 +1016,24 @@ class Storm:
         return obs.online if obs.online is not None else len(obs.users or ())
 
     def finished(self) -> bool:
-        return bool(self.gone) and len(self.back) >= self.gone and bool(self.t_converged)
+        if not self.gone or len(self.back) + self.gave_up < self.gone:
+            return False
+        return bool(self.t_converged) or bool(self.gave_up)  # nobody left to wait for
 
     def report(self) -> dict[str, Any]:
         return {
             "closed": self.gone,
             "back": len(self.back),
             "recovered": self.recovered,
+            "gave_up": self.gave_up,
             "t_first_close": self.t_first_close,
             "t_last_ready": max(self.back) if self.back else 0,
+            "t_ready": self.back,
             "t_converged": self.t_converged,
             "attempts": dict(self.attempts),
             "failures": dict(self.failures),
+            "failed_when": self.failed_when,
+            "close_codes": dict(self.close_codes),
             "observer_users": self._observed(),
         }
 

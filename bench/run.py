@@ -577,11 +577,12 @@ class Case:
         """SIGTERM with N clients connected, a new process on the same port and data:
         how long until every client is back with ``recovered: true`` and presence is whole.
 
-        The clients come back as the bundled client does (full-jitter backoff, resuming
-        with ``lastSeq`` + ``epoch``); the clock starts at the SIGTERM.
+        The clients come back as the bundled client does (:class:`bench.gen.Storm`: after
+        the 1012, 3 attempts within 1 s, then the doubling backoff; resuming with
+        ``lastSeq`` + ``epoch``); the clock starts at the SIGTERM.
         """
-        gen, srv = self.gen, self.server
-        gen.call("storm_arm", 10, {"users": self.connected})
+        srv = self.server
+        self._storm_call("storm_arm", 10, {"users": self.connected})
         assert srv.proc is not None
         cpu0 = srv.cpu()
         t0 = time.monotonic_ns()
@@ -594,11 +595,14 @@ class Case:
         srv.launch()  # same port, same data directory, pinned like the first
         srv.wait_listening(60)
         t_listen = time.monotonic_ns()
-        (r,) = gen.call("storm_wait", 130, {"timeout": 120})
+        replies = self._storm_call("storm_wait", 130, {"timeout": 120})
         cpu1 = srv.cpu()
+        r = _merge_storm(replies)
 
         def s(t: int) -> float | None:
             return (t - t0) / 1e9 if t else None
+
+        ready = np.sort((np.array(r["t_ready"], dtype=np.int64) - t0) / 1e9)
 
         out = {
             "n": self.connected,
@@ -609,22 +613,47 @@ class Case:
             "listen_s": s(t_listen),
             "first_close_s": s(r["t_first_close"]),
             "all_ready_s": s(r["t_last_ready"]),
+            # when the clients were back: the crowd (p50) against the backoff's tail (p99)
+            "ready_p50_s": float(np.quantile(ready, 0.5)) if ready.size else None,
+            "ready_p90_s": float(np.quantile(ready, 0.9)) if ready.size else None,
+            "ready_p99_s": float(np.quantile(ready, 0.99)) if ready.size else None,
+            "ready_by_3s": int(np.searchsorted(ready, 3.0, side="right")),
             "converged_s": s(r["t_converged"]),
             "back_s": max(s(r["t_last_ready"]) or math.inf, s(r["t_converged"]) or math.inf),
             "new_process_cpu_s": cpu1,
             "old_process_cpu_s": cpu0,
             "attempts": r["attempts"],
             "failures": r["failures"],
+            # per reason, when the failed attempts happened (first, last; s from the SIGTERM)
+            "failed_when": {k: [s(a), s(b)] for k, (a, b) in r["failed_when"].items()},
+            "gave_up": r["gave_up"],
+            "close_codes": r["close_codes"],
             "observer_users": r["observer_users"],
         }
         out["after_listen_s"] = out["back_s"] - (out["listen_s"] or 0)
         log(
             f"  storm: exit {out['exit_s']:.2f} s, listening {out['listen_s']:.2f} s, "
             f"{r['back']}/{r['closed']} back ({r['recovered']} recovered) at "
-            f"{out['all_ready_s'] or math.inf:.2f} s, presence whole at "
-            f"{out['converged_s'] or math.inf:.2f} s; attempts {r['attempts']}"
+            f"{out['all_ready_s'] or math.inf:.2f} s ({out['ready_by_3s']} by 3 s), presence "
+            f"whole at {out['converged_s'] or math.inf:.2f} s; attempts {r['attempts']}, "
+            f"failed attempts {r['failures']}"
+            + (f", {r['gave_up']} gave up" if r["gave_up"] else "")
         )
         return out
+
+    def _storm_call(self, name: str, timeout: float, kwargs: dict[str, Any]) -> list[Any]:
+        """``gen.call``, naming a generator process that died: a broken pipe alone does not
+        say why (a crash inside a command comes back as its own error, not as this)."""
+        try:
+            return self.gen.call(name, timeout, kwargs)
+        except (BrokenPipeError, EOFError) as exc:
+            for p in self.gen.procs:
+                p.join(1)
+            codes = [p.exitcode for p in self.gen.procs]
+            raise RuntimeError(
+                f"generator process gone at the storm's {name!r} ({type(exc).__name__}; exit "
+                f"codes {codes}: -n = killed by signal n, 0 = it lost its pipe)"
+            ) from exc
 
     def check(self) -> dict[str, Any]:
         """seq on every client; polls until stragglers stop catching up (bounded)."""
@@ -681,6 +710,7 @@ class Case:
                 self.result["storm"] = self.storm()
                 self.result["seq"] = self.check()
                 self.result["server_alive"] = self.server.alive()
+                self.result["seconds"] = time.monotonic() - t0
                 return self.result
             knee = self.ramp()
             self.result["knee"] = knee
@@ -699,6 +729,33 @@ class Case:
         self.result["steps"] = self.steps
         self.result["seconds"] = time.monotonic() - t0
         return self.result
+
+
+def _merge_storm(replies: list[dict[str, Any]]) -> dict[str, Any]:
+    """The storm's figures over every generator process (the observer is in the first)."""
+    firsts = [r["t_first_close"] for r in replies if r["t_first_close"]]
+    attempts = _merge(r["attempts"] for r in replies)  # the attempt that succeeded: clients
+    return {
+        "closed": sum(r["closed"] for r in replies),
+        "back": sum(r["back"] for r in replies),
+        "recovered": sum(r["recovered"] for r in replies),
+        "gave_up": sum(r["gave_up"] for r in replies),
+        "t_first_close": min(firsts) if firsts else 0,
+        "t_last_ready": max(r["t_last_ready"] for r in replies),
+        "t_ready": [t for r in replies for t in r["t_ready"]],
+        "t_converged": replies[0]["t_converged"],
+        "observer_users": replies[0]["observer_users"],
+        "attempts": dict(sorted(attempts.items(), key=lambda kv: int(kv[0]))),
+        "failures": _merge(r["failures"] for r in replies),
+        "failed_when": {
+            k: (
+                min(r["failed_when"][k][0] for r in replies if k in r["failed_when"]),
+                max(r["failed_when"][k][1] for r in replies if k in r["failed_when"]),
+            )
+            for k in {k for r in replies for k in r["failed_when"]}
+        },
+        "close_codes": _merge(r["close_codes"] for r in replies),
+    }
 
 
 def _starved(rec: dict[str, Any]) -> bool:
