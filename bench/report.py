@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 TARGET_P99 = 250.0
+STORM = "ours-ws-storm"  # the restart-storm case: no ramp, its own table
 
 
 def _fmt(v: float | None, unit: str = "") -> str:
@@ -65,7 +66,14 @@ def _rows(c: dict[str, Any] | None, base: dict[str, Any] | None) -> dict[str, st
         return {"deliveries": f"error: {c['error'][:60]}"}
     cells: dict[str, str] = {}
     d, bd = _knee(c, "deliveries_per_s"), _knee(base, "deliveries_per_s")
-    if c.get("knee"):
+    if c.get("target") == STORM:
+        back = (c.get("storm") or {}).get("back_s")
+        cells["deliveries"] = (
+            f"no ramp: restart storm, all back at {_fmt(back)} s (its table below)"
+            if back is not None
+            else f"no ramp: restart storm, error: {str(c.get('error'))[:50]}"
+        )
+    elif c.get("knee"):
         cells["deliveries"] = f"**{_fmt(d, 'rate')}**{_ratio(d, bd)}"
         if _disturbed(c["knee"]):
             cells["deliveries"] += " ⚠"
@@ -249,7 +257,12 @@ def _scale_section(results: dict[str, Any]) -> list[str]:
                 f"| 5,000 {TITLE[key]} clients connected and greeted in < {limit:.0f} s "
                 f"| {v:.2f} s | {verdict(v < limit and n_ok)} |"
             )
-    st = get("ours-ws-storm", 5000, "storm")
+    st = get(STORM, 5000, "storm")
+    if not st and get(STORM, 5000, "error"):
+        lines.append(
+            "| restart storm of 5,000 back with `recovered: true` in < 3 s | error: "
+            f"{get(STORM, 5000, 'error')} | ❌ |"
+        )
     if st:
         ok = st["back_s"] < 3 and st["recovered"] == st["n"] == st["back"]
         lines.append(
@@ -285,26 +298,58 @@ def _scale_section(results: dict[str, Any]) -> list[str]:
 
 
 def _storm_section(results: dict[str, Any]) -> list[str]:
-    rows = [c for c in results["cases"] if c.get("storm")]
+    """One row per N of the restart storm: every figure of ``case["storm"]``, or its error."""
+    rows = [c for c in results["cases"] if c.get("storm") or c["target"] == "ours-ws-storm"]
     if not rows:
         return []
     lines = [
         "## Restart storm (Lastra WS, SQLite; seconds from the SIGTERM)",
         "",
-        "| N | old process exited | new listening | last `ready` | presence whole | "
-        "recovered / back / closed | attempts per client | seq check |",
-        "|---|---|---|---|---|---|---|---|",
+        "Clients come back as the bundled client does: after the 1012, 3 attempts within "
+        "1 s (full jitter), then the doubling backoff. *Back* = last `ready` and presence "
+        "whole at the observer, whichever is later; attempts per client: how many clients "
+        "were back at their 1st, 2nd, … attempt.",
+        "",
+        "| N | old process exited | new listening | `ready` p50 / p99 (back by 3 s) "
+        "| last `ready` | presence whole | back | recovered / back / closed "
+        "| attempts per client | failed attempts | seq check |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for c in rows:
-        st, seq = c["storm"], c.get("seq") or {}
-        att = ", ".join(f"{k}: {v}" for k, v in sorted(st["attempts"].items()))
+    for c in sorted(rows, key=lambda c: c["n"]):
+        st, seq = c.get("storm"), c.get("seq") or {}
+        if not st:
+            lines.append(f"| {c['n']} | error: {c.get('error', 'no figures')} |" + " |" * 9)
+            continue
+        att = ", ".join(f"{k}: {v}" for k, v in sorted(st["attempts"].items(), key=_num))
+        when = st.get("failed_when") or {}
+        fails = ", ".join(
+            f"{k} {v}" + (f" ({_fmt(when[k][0])}–{_fmt(when[k][1])} s)" if k in when else "")
+            for k, v in sorted(st["failures"].items(), key=lambda kv: -kv[1])
+        )
+        if st.get("gave_up"):
+            fails += f"; **{st['gave_up']} gave up** (20 attempts)"
+        back = f"{st['recovered']} / {st['back']} / {st['closed']}"
+        codes = st.get("close_codes") or {}
+        if codes and {str(k) for k in codes} != {"1012"}:  # int keys until a JSON round trip
+            back += " (closed with " + ", ".join(f"{k}: {v}" for k, v in codes.items()) + ")"
+        crowd = "—"
+        if st.get("ready_p50_s") is not None:
+            crowd = (
+                f"{_fmt(st['ready_p50_s'])} / {_fmt(st['ready_p99_s'])} "
+                f"({st['ready_by_3s']}/{st['closed']})"
+            )
         lines.append(
-            f"| {c['n']} | {_fmt(st['exit_s'])} | {_fmt(st['listen_s'])} "
-            f"| {_fmt(st['all_ready_s'])} | {_fmt(st['converged_s'])} "
-            f"| {st['recovered']} / {st['back']} / {st['closed']} | {att} "
+            f"| {c['n']} | {_fmt(st['exit_s'])} | {_fmt(st['listen_s'])} | {crowd} "
+            f"| {_fmt(st['all_ready_s'])} | {_fmt(st['converged_s'])} | **{_fmt(st['back_s'])}** "
+            f"| {back} | {att or '—'} | {fails or '—'} "
             f"| gaps {seq.get('gaps')}, dups {seq.get('dups')}, behind {seq.get('behind')} |"
         )
     return [*lines, ""]
+
+
+def _num(kv: tuple[Any, Any]) -> int:
+    """Attempt numbers are JSON object keys (strings): sort them as numbers."""
+    return int(kv[0])
 
 
 TITLE = {
@@ -328,6 +373,9 @@ def _ramps(results: dict[str, Any]) -> list[str]:
     lines.append("")
     for c in results["cases"]:
         steps = c.get("steps") or []
+        if c["target"] == STORM and not steps:
+            lines.append(f"- **{c['label']}**, N={c['n']}: no ramp (see the restart storm)")
+            continue
         parts = []
         for s in steps:
             mark = "✓" if s["holds"] else "✗"
