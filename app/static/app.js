@@ -39,6 +39,7 @@ const messages = new MessageList($('#messages'), {
   onDiscard: (clientId) => { if (client && client.discard(clientId)) messages.removePending(clientId); },
 });
 const people = new People($('#people'), $('#people-count'));
+people.more = () => (client ? client.morePresence() : Promise.resolve(null)); // a large room's next page
 const typing = new Typing($('#typing'));
 const bots = new Bots($('#bots'), (name, enabled) => command('bot-toggle', { bot: name, enabled }, `turn ${name} ${enabled ? 'on' : 'off'}`));
 const banner = new Banner($('#banner'), $('#conn-pill'), $('#connection-status'), {

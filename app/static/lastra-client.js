@@ -23,10 +23,12 @@
 //
 // Properties: status (CONNECTING|OPEN|CLOSING|CLOSED), isConnected, error, transport
 // ('ws'|'sse'|null), fallback (null or {from:'ws', reason}), userId, peerId, epoch, lastSeq,
-// recovered (whether the last `ready` resumed without a gap), outbox.
+// recovered (whether the last `ready` resumed without a gap), outbox, presenceCursor,
+// presenceComplete (see "Large rooms").
 //
 // Events (on/off): every server event type (ready, history, chat, clear, presence,
-// presence-diff, typing, bot-state, ai-stream, webrtc-signal, ack, error, pong), plus
+// presence-diff, presence-page, typing, bot-state, ai-stream, webrtc-signal, ack, error,
+// pong), plus
 //   status          a snapshot whenever the connection state changes
 //   fallback        {from, to, reason} when WebSocket could not be used
 //   reconnecting    {attempt, delay}
@@ -34,14 +36,25 @@
 //   outbox          {queued, failed}
 //   tab-limit       {tabs, limit} — too many SSE tabs for HTTP/1.1 (see below)
 //   session         {userId, userName, refreshed} — a new token (refreshed: it replaced one)
+//   *               (type, data, envelope) for everything
 //
 // Large rooms (protocol §8): above the server's LASTRA_PRESENCE_SNAPSHOT_MAX users, `presence`
-// holds the first page of the list plus {total, online, cursor}; this client then fetches the
-// rest itself (`presence-page`, one page after another, retried after 1 s when refused) and
-// emits each page as a `presence-page` event {users, total, online, cursor}: merge its users by
-// userId like a diff's upserts. While `cursor` is non-null the list is partial: count `online`
-// (the newest of the snapshot's, the pages' and the diffs' `online`), not the list.
-//   *               (type, data, envelope) for everything
+// holds the first page of the list (userId order, plus yourself) and {total, online, cursor},
+// and the diffs carry only the changes within the part of the list this tab holds, plus the
+// counts. The client does not page by itself: a tab that held the whole list would be sent
+// every change in the room again (at 5,000 users, most of the server's presence traffic).
+// Fetch what the user is about to see instead:
+//   client.morePresence()  sends `presence-page` with the newest cursor, emits the answer as a
+//                    `presence-page` event {users, total, online, cursor} (merge its users by
+//                    userId like a diff's upserts) and resolves with it. It resolves null when
+//                    there is nothing to fetch (the list is whole, not connected), returns the
+//                    pending promise while a request is in flight, and asks again after 1 s
+//                    while the server refuses with rate_limited (not emitted as an `error`).
+//                    A new `presence` (a reconnect, the room shrinking back) replaces the list:
+//                    a page still in flight is dropped and its promise resolves null.
+//   presenceCursor   the next page's cursor; null when the list is whole (or not received yet)
+//   presenceComplete presenceCursor === null. While false, show `online` (the newest of the
+//                    snapshot's, the pages' and the diffs'), not the count of the list.
 //
 // Chat sends are never lost: each gets a clientId (its idempotency key), sits in an outbox
 // persisted in sessionStorage until the server acks it, and is re-sent with the same
@@ -92,6 +105,9 @@ const DEFAULTS = Object.freeze({
   storageKey: 'lastra.session',
   outboxKey: 'lastra.outbox',
 });
+
+/** The refs of this client's own `presence-page` requests (see morePresence). */
+const PAGE_REF = 'lastra-presence-page-';
 
 const newId = () => (crypto.randomUUID ? crypto.randomUUID() : `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`);
 
@@ -149,7 +165,8 @@ export class LastraClient {
     this.rtt = null;
     this.attempt = 0;
     this._quickRetries = 0; // attempts left in the short window after a 1012 (server restart)
-    this._pageRef = null; // the presence-page request in flight (a large room's list)
+    this.presenceCursor = null; // a large room's next page; null: the list is whole
+    this._pageWait = null; // the morePresence() request in flight: {link, cursor, ref, promise, resolve}
     this._pages = 0;
     this.nextRetryAt = null;
     this.online = typeof navigator === 'undefined' ? true : navigator.onLine !== false;
@@ -213,6 +230,7 @@ export class LastraClient {
     this._gen += 1;
     this._clearAllTimers();
     this.nextRetryAt = null;
+    this._pageDone(this._pageWait, null);
     if (this._link) {
       this._setStatus(Status.CLOSING);
       const link = this._link;
@@ -280,6 +298,26 @@ export class LastraClient {
 
   /** Chats not yet acknowledged, oldest first: [{clientId, text, state, ts}]. */
   get outbox() { return this._outbox.map((m) => ({ ...m })); }
+
+  /** Whether the user list is whole (false: a large room's list, partly fetched). */
+  get presenceComplete() { return this.presenceCursor === null; }
+
+  /**
+   * Fetch the next page of a large room's user list (protocol §8); resolves with the page
+   * (also emitted as `presence-page`), or null when there is nothing to fetch or the list was
+   * replaced meanwhile. While a request is in flight, returns its promise.
+   */
+  morePresence() {
+    const wait = this._pageWait;
+    if (wait && wait.link === this._link) return wait.promise;
+    if (wait) this._pageDone(wait, null); // its link is gone: the answer never comes
+    if (this.presenceCursor === null || !this.isConnected || !this._link) return Promise.resolve(null);
+    const next = { link: this._link, cursor: this.presenceCursor, ref: null, resolve: null, promise: null };
+    next.promise = new Promise((resolve) => { next.resolve = resolve; });
+    this._pageWait = next;
+    this._requestPage(next);
+    return next.promise;
+  }
 
   on(type, handler) { return this._events.on(type, handler); }
 
@@ -625,6 +663,7 @@ export class LastraClient {
 
   _linkLost(info) {
     this._stopHeartbeat();
+    this._pageDone(this._pageWait, null); // its answer went with the link
     this._tabs.setSse(false);
     this.peerId = null;
     if (this._stopped) { this._setStatus(Status.CLOSED); return; }
@@ -675,6 +714,7 @@ export class LastraClient {
       this._clearTimer('open');
       this._stopHeartbeat();
       if (this._link) this._drop(this._link, 'offline');
+      this._pageDone(this._pageWait, null);
       this._tabs.setSse(false);
       this.peerId = null;
       this.nextRetryAt = null;
@@ -732,22 +772,32 @@ export class LastraClient {
     for (const name of ['ping', 'pong', 'idle']) this._clearTimer(name);
   }
 
-  /** Ask for the page after `cursor` (a large room's list); over SSE the POST answers it. */
-  _pagePresence(cursor, link = this._link) {
-    if (!link || link !== this._link) return;
+  // ---------------------------------------------------------------- presence pages
+
+  /** Send (or resend) the page request `wait`; over SSE the POST's body is the page. */
+  _requestPage(wait) {
+    if (this._pageWait !== wait) return;
+    if (wait.link !== this._link) { this._pageDone(wait, null); return; }
     this._pages += 1;
-    const ref = `presence-page-${this._pages}`;
-    this._pageRef = ref;
-    this._pageCursor = cursor;
-    link.send('presence-page', { cursor }, ref).then(
-      (reply) => { if (reply && this._link === link) this._receive({ type: 'presence-page', data: reply }); },
-      () => { if (this._pageRef === ref) this._pageLater(link); },
+    const ref = `${PAGE_REF}${this._pages}`;
+    wait.ref = ref;
+    wait.link.send('presence-page', { cursor: wait.cursor }, ref).then(
+      (reply) => { if (reply && this._link === wait.link) this._receive({ type: 'presence-page', data: reply }); },
+      (err) => { if (this._pageWait === wait && wait.ref === ref) this._pageRefused(wait, (err && err.body) || err || {}); },
     );
   }
 
-  _pageLater(link) {
-    const cursor = this._pageCursor;
-    this._setTimer('page', 1000, () => { if (this._pageRef !== null) this._pagePresence(cursor, link); });
+  /** A refusal (an `error` with our ref, or a failed POST): once a second while rate-limited. */
+  _pageRefused(wait, error) {
+    if (error.code === 'rate_limited' || error.network) this._setTimer('page', 1000, () => this._requestPage(wait));
+    else this._pageDone(wait, null);
+  }
+
+  _pageDone(wait, page) {
+    if (!wait || this._pageWait !== wait) return;
+    this._pageWait = null;
+    this._clearTimer('page');
+    wait.resolve(page);
   }
 
   // ---------------------------------------------------------------- receiving
@@ -777,16 +827,25 @@ export class LastraClient {
       case 'error': {
         const item = data.ref && this._outbox.find((m) => m.clientId === data.ref);
         if (item) this._chatRejected(item, data);
-        if (data.ref && data.ref === this._pageRef) this._pageLater(this._link);
+        const wait = this._pageWait;
+        if (wait && data.ref === wait.ref) { this._pageRefused(wait, data); return; } // handled here
         break;
       }
       case 'presence':
-      case 'presence-page':
-        if (env.type === 'presence' || data.ref === this._pageRef) { // (a page it asked for)
-          this._pageRef = null;
-          if (data.cursor) this._pagePresence(data.cursor);
-        }
+        this.presenceCursor = data.cursor ?? null;
+        this._pageDone(this._pageWait, null); // a page of the list this one replaces is stale
         break;
+      case 'presence-page': {
+        const wait = this._pageWait;
+        if (wait && data.ref === wait.ref) {
+          this.presenceCursor = data.cursor ?? null;
+          this._emit(env.type, data, env);
+          this._pageDone(wait, data);
+          return;
+        }
+        if (typeof data.ref === 'string' && data.ref.startsWith(PAGE_REF)) return; // one we dropped
+        break;
+      }
       case 'chat':
         if (data.clientId && data.userId && data.userId === this.userId) {
           this._meter.echoed(data.clientId, data.ts);

@@ -11,33 +11,50 @@ export class People {
     this.countEl = countEl;
     this.users = new Map(); // userId -> User
     this.me = null;
-    // A large room's list comes in pages (protocol §8): until the last one (cursor null) the
-    // count is the server's `online`, not the list's.
+    // A large room's list comes in pages (protocol §8). Until the last one (cursor null) the
+    // count is the server's `online`, not the list's, and the list holds only what was fetched:
+    // the next page is asked for (`more`, the client's morePresence) when the user scrolls near
+    // the end of the list, or clicks its "N more…" row. Fetching everything at once would make
+    // the server send this tab every change in the room again.
     this.cursor = null;
     this.online = null;
+    this.total = null;
+    this.large = false; // listed in the server's (userId) order, so that pages append
+    /** @type {null | (() => Promise<unknown>)} */
+    this.more = null;
+    this._observer = null;
   }
 
   /** `presence`: the whole list, or in a large room its first page with {total, online, cursor}. */
-  snapshot(users, { online = null, cursor = null } = {}) {
+  snapshot(users, { online = null, total = null, cursor = null } = {}) {
     this.users = new Map((users || []).map((u) => [u.userId, u]));
     this.cursor = cursor;
     this.online = online;
+    this.total = total;
+    this.large = total !== null;
     this.render();
   }
 
-  /** `presence-page`: more of a large room's list (the client library asks for them). */
-  page({ users = [], online = null, cursor = null }) {
+  /** `presence-page`: more of a large room's list (asked for by `fetchMore`). */
+  page({ users = [], online = null, total = null, cursor = null }) {
     for (const u of users) this.users.set(u.userId, u);
     this.cursor = cursor;
     if (online !== null) this.online = online;
+    if (total !== null) this.total = total;
     this.render();
   }
 
-  diff({ upsert = [], remove = [], online = null }) {
+  diff({ upsert = [], remove = [], online = null, total = null }) {
     for (const u of upsert) this.users.set(u.userId, u);
     for (const id of remove) this.users.delete(id);
     if (online !== null) this.online = online;
+    if (total !== null) this.total = total;
     this.render();
+  }
+
+  /** Ask for the next page, if the list is partial (no-op while one is on its way). */
+  fetchMore() {
+    if (this.cursor !== null && this.more) this.more();
   }
 
   name(userId) {
@@ -46,14 +63,40 @@ export class People {
   }
 
   render() {
+    const byName = (a, b) => String(a.userName).localeCompare(String(b.userName));
+    const byId = (a, b) => (a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0);
     const users = [...this.users.values()].sort((a, b) => {
       if (a.userId === this.me) return -1;
       if (b.userId === this.me) return 1;
-      return String(a.userName).localeCompare(String(b.userName));
+      return this.large ? byId(a, b) : byName(a, b);
     });
     const listed = users.filter((u) => (u.peers || []).length > 0).length;
     this.countEl.textContent = String(this.cursor !== null && this.online !== null ? this.online : listed);
-    this.root.replaceChildren(...users.map((u) => this._user(u)));
+    const rows = users.map((u) => this._user(u));
+    const sentinel = this.cursor !== null ? this._moreRow(users.length) : null;
+    this.root.replaceChildren(...rows, ...(sentinel ? [sentinel] : []));
+    this._watch(sentinel);
+  }
+
+  /** The last row of a partial list: "N more…", fetched when it scrolls into (or near) view. */
+  _moreRow(listed) {
+    const rest = this.total !== null ? this.total - listed : 0;
+    return h('li', { class: 'person more', 'data-testid': 'people-more' },
+      h('button', { type: 'button', class: 'ghost', onclick: () => this.fetchMore() },
+        rest > 0 ? `${rest} more…` : 'More…'));
+  }
+
+  _watch(sentinel) {
+    if (this._observer) this._observer.disconnect();
+    if (!sentinel || typeof IntersectionObserver === 'undefined') return; // (the button still works)
+    if (!this._observer) {
+      this._observer = new IntersectionObserver(
+        (entries) => { if (entries.some((e) => e.isIntersecting)) this.fetchMore(); },
+        { root: scroller(this.root), rootMargin: '0px 0px 64px 0px' },
+      );
+    }
+    // A new row is reported at once: if it is still in view after a page, the next one comes.
+    this._observer.observe(sentinel);
   }
 
   _user(u) {
@@ -87,6 +130,14 @@ export class People {
           u.userId === this.me ? h('span', { class: 'you' }, ' (you)') : null),
         badges));
   }
+}
+
+/** The nearest ancestor of `el` that scrolls (null: the viewport). */
+function scroller(el) {
+  for (let p = el.parentElement; p; p = p.parentElement) {
+    if (/(auto|scroll)/.test(getComputedStyle(p).overflowY)) return p;
+  }
+  return null;
 }
 
 export class Bots {

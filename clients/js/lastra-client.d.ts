@@ -100,7 +100,8 @@ export interface PresenceUser extends UserRef {
 
 /**
  * A large room's counts (§8, above the server's LASTRA_PRESENCE_SNAPSHOT_MAX users): the list
- * is then partial until paged to the end; count `online`, not the list.
+ * is then partial until paged to the end (`LastraClient.morePresence`); count `online`, not
+ * the list.
  */
 export interface PresenceCounts {
   /** Users the list has, those in their grace period included. */
@@ -112,10 +113,14 @@ export interface PresenceCounts {
 export interface PresenceData extends PresenceCounts {
   /** Everyone; in a large room the first page (userId order) and yourself. */
   users: PresenceUser[];
-  /** Large room: where the next page starts (`null`: this was all). The client pages itself. */
+  /**
+   * Large room: where the next page starts (`null`: this was all). The client does not page
+   * by itself: call `LastraClient.morePresence()` when the user wants to see more.
+   */
   cursor?: string | null;
 }
 
+/** In a large room, only the changes within the part of the list you hold, yourself and the counts. */
 export interface PresenceDiffData extends PresenceCounts {
   /** Each entry is that user's complete current entry: replace yours. */
   upsert: PresenceUser[];
@@ -245,7 +250,7 @@ export interface ClientMessageMap {
   clear: Record<string, never>;
   'ai-request': { prompt: string; bot?: string };
   ping: { t?: number | string };
-  /** The page after `cursor` (the bundled client asks for them itself). */
+  /** The page after `cursor` (`LastraClient.morePresence()` sends it with the newest cursor). */
   'presence-page': { cursor?: string };
   'call-outcome': CallOutcome;
   'delivery-report': DeliveryReport;
@@ -433,6 +438,13 @@ export declare class LastraClient {
   readonly tabLimit: TabLimit | null;
   /** Chats not yet acknowledged, oldest first (copies). */
   readonly outbox: OutboxItem[];
+  /**
+   * Large room (§8): the cursor of the user list's next page (from the last `presence` or the
+   * last page `morePresence` fetched); `null` when the list is whole or not received yet.
+   */
+  readonly presenceCursor: string | null;
+  /** `presenceCursor === null`. While false, show the newest `online`, not the list's count. */
+  readonly presenceComplete: boolean;
 
   /** Start connecting (no-op when already connecting or open). */
   connect(): void;
@@ -454,6 +466,15 @@ export declare class LastraClient {
   retry(clientId: string): boolean;
   /** Drop a queued or failed chat; false if unknown. */
   discard(clientId: string): boolean;
+
+  /**
+   * Fetch the next page of a large room's user list (the client never pages by itself: a tab
+   * holding the whole list is sent every change in the room). The page is also emitted as
+   * `presence-page`. Resolves `null` when there is nothing to fetch (the list is whole, not
+   * connected) or a new `presence` replaced the list meanwhile; while a request is in flight
+   * it returns that request's promise. A `rate_limited` refusal is retried after 1 s.
+   */
+  morePresence(): Promise<PresencePageData | null>;
 
   /** Listen; returns a function that stops listening. */
   on<K extends LastraEventType>(type: K, handler: LastraHandler<K>): () => void;

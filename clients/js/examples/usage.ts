@@ -83,6 +83,15 @@ client.on('ready', (ready) => {
   void transport; void limit;
 });
 client.on('message-state', (m) => { if (m.state === 'sent') console.log(m.id, m.seq); });
+// A large room's list: fetch the next page when the user scrolls to the end of what is shown.
+const onListEnd = async (): Promise<number> => {
+  if (client.presenceComplete) return 0;
+  const page = await client.morePresence();
+  const next: string | null = client.presenceCursor;
+  void next;
+  return page ? page.users.length : 0;
+};
+void onListEnd;
 if (client.status === Status.OPEN) client.send('ping', { t: Date.now() });
 client.connect();
 // @ts-expect-error — the transport is 'auto', 'ws' or 'sse'
