@@ -35,13 +35,16 @@ batch stretches to ``large_batch`` so the counts go out about once a second.
 from __future__ import annotations
 
 from bisect import bisect_right, insort
-from dataclasses import astuple, dataclass, field
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from typing import Any
 
 from .errors import ClientError
 from .facts import PeerCard
 
 __all__ = ["Flush", "Peer", "Presence", "UserEntry", "summarize"]
+
+_CARD_FIELDS = attrgetter(*(f.name for f in fields(PeerCard)))  # a tuple, in PeerCard's order
 
 
 @dataclass(slots=True)
@@ -59,12 +62,15 @@ class Peer:
     ready: bool = False
 
     def fact(self) -> PeerCard:
-        """This peer as other processes see it (a frozen snapshot: same fields, same order)."""
-        return PeerCard(*astuple(self))
+        """This peer as other processes see it (a frozen snapshot: same fields, same order).
+
+        Not ``astuple``: it deep-copies, which was ~2 % of a greeted connection.
+        """
+        return PeerCard(*_CARD_FIELDS(self))
 
     @classmethod
     def from_fact(cls, card: PeerCard) -> Peer:
-        return cls(*astuple(card))
+        return cls(*_CARD_FIELDS(card))
 
     def wire(self) -> dict[str, Any]:
         return {

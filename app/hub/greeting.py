@@ -58,6 +58,7 @@ class Greeting:
         self._presence_base: _PresenceBase | None = None
         self._partial_base: _PartialBase | None = None
         self._user_json: dict[str, tuple[int, bytes]] = {}
+        self._bot_state: tuple[tuple[tuple[str, str, str, bool], ...], Frame] | None = None
 
     async def read(
         self, last_seq: int | None, epoch: str | None
@@ -97,8 +98,18 @@ class Greeting:
         elif history is not None:
             frame, newest = history
             frames.append(frame)
-        frames += [self.presence(peer), encode_event(self.core.bot_state_event())]
+        frames += [self.presence(peer), self.bot_state()]
         return frames, newest
+
+    def bot_state(self) -> Frame:
+        """The ``bot-state`` frame, encoded again only when a bot changed."""
+        key = tuple(
+            (b.name, b.display_name, b.personality, b.enabled) for b in self.core.bots.values()
+        )
+        cached = self._bot_state
+        if cached is None or cached[0] != key:
+            cached = self._bot_state = (key, encode_event(self.core.bot_state_event()))
+        return cached[1]
 
     async def _history(self, current: int) -> tuple[Frame, int | None]:
         """The ``history`` frame, built once per (epoch, last seq) and shared."""
