@@ -325,12 +325,12 @@ def test_a_fast_stream_is_coalesced_to_ten_deltas_a_second_and_stays_exact() -> 
 
 def test_a_large_room_gets_fewer_deltas_per_second() -> None:
     async def main() -> None:
-        tokens = [f"w{i} " for i in range(100)]
+        tokens = [f"w{i} " for i in range(300)]  # ~1.2 s of tokens
         hub, bots = timed_room(Trickle(tokens, 0.004), audience=lambda: 5_000)
         t0 = time.monotonic()
         hub.say("Ada", "@sol go")
         await hub.until(lambda: any(c["kind"] == "bot" for c in hub.chats))
-        check_stream(hub, 0.2, time.monotonic() - t0)  # 5,000 connections: 5 deltas/s
+        check_stream(hub, 0.5, time.monotonic() - t0)  # 5,000 connections: 2 deltas/s
         await bots.close()
 
     asyncio.run(main())

@@ -56,8 +56,10 @@ log = logging.getLogger("lastra.bots")
 STREAM_INTERVAL = 0.1
 """Least seconds between two ``ai-stream`` deltas of one reply: at most ~10 frames/s."""
 
-STREAM_AUDIENCE = 2_500
-"""Above this many connections the interval grows with the room (``n / 25,000`` s at 0.1)."""
+STREAM_AUDIENCE = 1_000
+"""Above this many connections the interval grows with the room (``n / 10,000`` s at 0.1):
+one stream costs a process at most ~10k deliveries/s (25k had cost SSE a third of its
+chat capacity at N=5,000)."""
 
 CLOSE_TIMEOUT = 2.0  # how long close() waits for the bots' tasks after cancelling them
 
