@@ -15,7 +15,60 @@ from app.wire import Frame, sse_closed
 
 from .flush import DIRECT
 
-__all__ = ["HttpLimits", "HttpLink", "LastraHttpProtocol"]
+__all__ = ["UVICORN_HTTP_STATE", "HttpLimits", "HttpLink", "LastraHttpProtocol"]
+
+
+class _Signal:
+    """``asyncio.Event``'s ``set``/``clear``/``is_set``/``wait``, without its deque.
+
+    An ``asyncio.Event`` makes a deque up front (about 700 bytes); uvicorn keeps two
+    per request (the cycle's ``message_event``, the flow control's writable event),
+    which a stream would hold for hours. Waiters are rare here, so a list made on
+    the first wait does.
+    """
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self, value: bool) -> None:
+        self._set = value
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        if not self._set:
+            self._set = True
+            waiters, self._waiters = self._waiters, None
+            for waiter in waiters or ():
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> bool:
+        if self._set:
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if self._waiters is not None and waiter in self._waiters:
+                self._waiters.remove(waiter)
+        return True
+
+
+class _Pipeline(list[Any]):
+    """uvicorn's queue of pipelined requests (``appendleft``, ``pop``), without a deque."""
+
+    __slots__ = ()
+
+    def appendleft(self, item: Any) -> None:
+        self.insert(0, item)
 
 
 class HttpLink:
@@ -36,10 +89,21 @@ class HttpLink:
         self.written = False  # since the last keep-alive tick
 
     def bind(self) -> asyncio.Future[None]:
-        """Take over the connection's hooks; the future resolves at the end or on loss."""
+        """Take over the connection's hooks; the future resolves at the end or on loss.
+
+        The stream then lives for hours, so uvicorn's per-request objects that a
+        deque makes heavy are swapped for light ones of the same state. Nothing
+        waits on them now: the handler is here, not in ``receive`` or a drain.
+        """
         self.ended = asyncio.get_running_loop().create_future()
-        self.proto.link = self
-        if self.cycle.disconnected:
+        proto, cycle = self.proto, self.cycle
+        proto.link = self
+        cycle.message_event = cast(asyncio.Event, _Signal(cycle.message_event.is_set()))
+        flow: Any = cycle.flow
+        flow._is_writable_event = _Signal(flow._is_writable_event.is_set())
+        if not proto.pipeline:
+            proto.pipeline = cast(Any, _Pipeline())
+        if cycle.disconnected:
             self._finish()
         return self.ended
 
@@ -62,7 +126,7 @@ class HttpLink:
             return False
         self.written = True
         if self.cycle.chunked_encoding:
-            size = sum(len(part) for part in parts)
+            size = sum(map(len, parts))
             self.proto.transport.writelines([b"%x\r\n" % size, *parts, b"\r\n"])
         else:
             self.proto.transport.writelines(parts)
@@ -100,6 +164,43 @@ class HttpLimits(NamedTuple):
     body_timeout: float = 30.0  # the longest silence inside a request body
 
 
+#: every attribute uvicorn's ``HttpToolsProtocol`` assigns on ``self``, kept in slots
+#: of ours. CPython 3.11 keeps an instance's attributes inline only up to 29 of
+#: them; uvicorn sets 28 and ours 7 more, so each connection (an SSE stream holds
+#: one for hours) would carry a full dict, about 1.5 KB, instead of 8 bytes a slot.
+#: An attribute a later uvicorn adds still works (in a dict again): the canary test
+#: ``tests/test_uvicorn_http_state.py`` names it.
+UVICORN_HTTP_STATE: Final = (
+    "access_log",
+    "access_logger",
+    "app",
+    "app_state",
+    "asgi_version",
+    "client",
+    "config",
+    "connections",
+    "cycle",
+    "expect_100_continue",
+    "flow",
+    "headers",
+    "limit_concurrency",
+    "logger",
+    "loop",
+    "parser",
+    "pipeline",
+    "root_path",
+    "scheme",
+    "scope",
+    "server",
+    "server_state",
+    "tasks",
+    "timeout_keep_alive",
+    "timeout_keep_alive_task",
+    "transport",
+    "url",
+    "ws_protocol_class",
+)
+
 _REFUSALS: Final = {
     408: b"HTTP/1.1 408 Request Timeout\r\n",
     431: b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
@@ -115,22 +216,42 @@ class LastraHttpProtocol(HttpToolsProtocol):
     ``header_timeout`` or a body silent for ``body_timeout`` gets 408; each then
     closes the connection. An SSE stream or a WebSocket is not timed: a GET has
     no body, and an upgrade leaves this protocol.
+
+    The body's timer is armed once per read that leaves a body unfinished, not
+    per parser callback: a request whose body (or lack of one) came with its
+    head, as nearly every GET and POST does, never arms it.
     """
 
-    link: HttpLink | None = None  # the stream currently written directly, if any
+    __slots__ = (
+        *UVICORN_HTTP_STATE,
+        "link",
+        "_head",
+        "_fields",
+        "_in_head",
+        "_in_body",
+        "_refused",
+        "_timer",
+    )
+
     limits: ClassVar[HttpLimits] = HttpLimits()
-    _head = 0  # bytes of the current request head received so far
-    _fields = 0  # header fields of the current request
-    _in_head = True  # the next bytes belong to a request head
-    _refused = False
-    _timer: asyncio.TimerHandle | None = None
+    link: HttpLink | None  # the stream currently written directly, if any
+    _head: int  # bytes of the current request head received so far
+    _fields: int  # header fields of the current request
+    _in_head: bool  # the next bytes belong to a request head
+    _in_body: bool  # a head is complete, its body (if any) is not
+    _refused: bool
+    _timer: asyncio.TimerHandle | None
 
     @classmethod
     def with_limits(cls, limits: HttpLimits) -> type[LastraHttpProtocol]:
         """This protocol with other limits (uvicorn instantiates the class itself)."""
-        return type(cls.__name__, (cls,), {"limits": limits})
+        return type(cls.__name__, (cls,), {"limits": limits, "__slots__": ()})
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # ours first: nothing of the protocol runs before connection_made
+        self.link, self._timer = None, None
+        self._head, self._fields, self._in_head, self._in_body = 0, 0, True, False
+        self._refused = False
         # asyncio's signature (uvicorn narrows it with a type: ignore of its own)
         super().connection_made(cast(asyncio.Transport, transport))
         self._arm(self.limits.header_timeout)
@@ -145,6 +266,8 @@ class LastraHttpProtocol(HttpToolsProtocol):
                 return
             self._head += len(data)
         super().data_received(data)
+        if self._in_body and not self._refused and not self.transport.is_closing():
+            self._arm(self.limits.body_timeout)  # the silence inside a body starts now
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._refused:
@@ -159,10 +282,9 @@ class LastraHttpProtocol(HttpToolsProtocol):
         if self._refused:
             return
         self._in_head, self._head, self._fields = False, 0, 0
-        if self.parser.should_upgrade():
-            self._disarm()  # the WebSocket protocol takes the connection over
-        else:
-            self._arm(self.limits.body_timeout)  # until on_message_complete
+        self._disarm()
+        # an upgrade: the WebSocket protocol takes the connection over, untimed
+        self._in_body = not self.parser.should_upgrade()
         super().on_headers_complete()
         cycle = self.cycle
         scope: Any = self.scope
@@ -173,14 +295,13 @@ class LastraHttpProtocol(HttpToolsProtocol):
     def on_body(self, body: bytes) -> None:
         if self._refused:
             return
-        self._arm(self.limits.body_timeout)
         super().on_body(body)
 
     def on_message_complete(self) -> None:
         if self._refused:
             return
         self._disarm()
-        self._in_head = True
+        self._in_head, self._in_body = True, False
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
