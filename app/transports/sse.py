@@ -2,11 +2,20 @@
 
 Same events, same JSON as the WebSocket; only the framing differs. A POST's
 response body is exactly the ``ack``/``error`` data a WebSocket client would get.
+
+The stream is also a plain ASGI handler (:func:`serve`) that the app may call
+before FastAPI's routing (:func:`is_chat_stream`), as it does the WebSocket: a
+stream lives for hours, and the middleware frames, the dependency exit stacks
+and the ``Request`` it would otherwise pass through are memory held per client
+for that long, and CPU spent on every connect. The FastAPI route stays, for a
+request that may be an SSE-era tab's (``?userId=``, :mod:`.legacy`) and for an
+app that does not take the shortcut.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from collections.abc import AsyncIterator
@@ -16,11 +25,13 @@ import anyio
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.types import Receive, Scope, Send
+from starlette.requests import HTTPConnection
+from starlette.types import Message, Receive, Scope, Send
 
 from app.core import ClientError, parse_data
 from app.core.messages import parse_ref
 from app.hub import Connection, Session
+from app.security import HEADERS as SECURITY_HEADERS
 from app.wire import SSE_KEEPALIVE, SSE_RETRY, decode, sse_closed
 
 from . import legacy
@@ -35,9 +46,13 @@ from .deps import (
 )
 from .flush import DirectStream, offered
 
-__all__ = ["router"]
+__all__ = ["PATH", "is_chat_stream", "router", "serve"]
+
+log = logging.getLogger("lastra")
 
 router = APIRouter()
+
+PATH = "/api/chat-stream"
 
 #: POST endpoint → message type (and fixed fields).
 ENDPOINTS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -61,6 +76,15 @@ SSE_HEADERS = {
     "Connection": "keep-alive",
 }
 
+#: the direct stream's head, encoded once: what ``Response.init_headers`` makes of
+#: :data:`SSE_HEADERS` and the media type; :func:`serve` adds the security headers
+#: itself (there is no middleware to add them)
+_HEAD = [
+    *((k.lower().encode(), v.encode()) for k, v in SSE_HEADERS.items()),
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+]
+_HEAD_SECURED = _HEAD + SECURITY_HEADERS
+
 
 #: a resume point's seq: ASCII digits only (``str.isdigit`` also takes ``²``), at most 18
 _SEQ = re.compile(r"[0-9]{1,18}")
@@ -71,25 +95,81 @@ def _seq(value: str | None) -> int | None:
     return int(value) if value is not None and _SEQ.fullmatch(value) else None
 
 
-def _resume_point(request: Request) -> tuple[int | None, str | None]:
+def _resume_point(request: HTTPConnection) -> tuple[int | None, str | None]:
     """``Last-Event-ID: <epoch>:<seq>`` wins over ``?lastSeq=&epoch=``; junk means none."""
     last_id = request.headers.get("last-event-id")
     if last_id and ":" in last_id:
         epoch, _, seq = last_id.rpartition(":")
         if (value := _seq(seq)) is not None:
             return value, epoch
+    if not request.scope.get("query_string"):  # the usual case: nothing to parse
+        return None, None
     query = request.query_params
     value = _seq(query.get("lastSeq"))
     return (value, query.get("epoch")) if value is not None else (None, None)
 
 
-@router.get("/api/chat-stream", response_model=None)
+def is_chat_stream(scope: Scope) -> bool:
+    """A ``GET`` of the stream that :func:`serve` may take before FastAPI's routing.
+
+    A query naming ``userId`` may come from an SSE-era tab (:func:`.legacy.speaks_to`):
+    that one goes through the FastAPI route, which knows the legacy wire.
+    """
+    if scope["type"] != "http" or scope["method"] != "GET":
+        return False
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    return path == PATH and b"userId" not in scope["query_string"]
+
+
+async def serve(services: Services, scope: Scope, receive: Receive, send: Send) -> None:
+    """``GET /api/chat-stream`` as plain ASGI: the route's answer, with the security headers.
+
+    What FastAPI's stack would do for this route is done here: the security
+    headers on every response, and an unexpected error before the response
+    starts answered 500 ``internal`` (logged); one after it propagates to the
+    server, as through the stack.
+    """
+    try:
+        response = _open(services, HTTPConnection(scope))
+    except Exception as exc:
+        log.error("internal error on %s", PATH, exc_info=exc)
+        response = JSONResponse({"code": "internal", "message": "internal error"}, 500)
+    if isinstance(response, _DirectStream):
+        response.raw_headers = _HEAD_SECURED
+        await response(scope, receive, send)
+    else:
+        await response(scope, receive, _secured(send))
+
+
+def _secured(send: Send) -> Send:
+    async def send_secured(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), *SECURITY_HEADERS]
+        await send(message)
+
+    return send_secured
+
+
+@router.get(PATH, response_model=None)
 async def chat_stream(request: Request, services: ServicesDep) -> Response:
+    """The route (see the module's docstring for when a request takes it)."""
+    if services.settings.sse_enabled and legacy.speaks_to(request):  # an SSE-era tab
+        return await legacy.open_stream(request, services)
+    return _open(services, request)
+
+
+def _open(services: Services, request: HTTPConnection) -> Response:
+    """The stream's response, or the error that refuses it.
+
+    Synchronous on purpose: nothing is awaited between admitting the connection
+    and handing the response over, so the place is given back on any failure.
+    """
     settings = services.settings
     if not settings.sse_enabled:
         return error_response(ClientError("forbidden", "SSE is disabled on this server"))
-    if legacy.speaks_to(request):  # an SSE-era tab (LASTRA_LEGACY_WIRE)
-        return await legacy.open_stream(request, services)
     token = (
         bearer(request) or request.cookies.get("lastra_token") or request.query_params.get("token")
     )
@@ -196,7 +276,7 @@ class _DirectStream(Response):
     ) -> None:
         self.status_code = 200
         self.background = None
-        self.init_headers(SSE_HEADERS)  # no body: no content-length, so chunked
+        self.raw_headers = _HEAD  # no body: no content-length, so chunked
         self._args = (services, conn, last_seq, epoch, link)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
