@@ -106,11 +106,13 @@ def rollout_guard(settings: Settings, hub: Hub) -> Guard:
 
 
 class LastraApp(FastAPI):
-    """FastAPI, except that ``/api/chat.ws`` goes straight to its handler.
+    """FastAPI, except that ``/api/chat.ws`` and ``GET /api/chat-stream`` go straight
+    to their handlers.
 
-    A chat socket stays open for hours; routing it through the middleware stack
-    and FastAPI's dependency machinery would keep all their frames alive, per
-    client, for that long (see :mod:`app.transports.websocket`).
+    A chat socket or event stream stays open for hours; routing it through the
+    middleware stack and FastAPI's dependency machinery would keep all their frames
+    alive, per client, for that long, and cost about half of an SSE connect's CPU
+    (see :mod:`app.transports.websocket`, :func:`app.transports.sse.serve`).
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -121,6 +123,9 @@ class LastraApp(FastAPI):
                 return
         if websocket.is_chat_ws(scope):
             await websocket.serve(self.state.services, scope, receive, send)
+            return
+        if sse.is_chat_stream(scope):
+            await sse.serve(self.state.services, scope, receive, send)
             return
         await super().__call__(scope, receive, send)
 
