@@ -57,7 +57,7 @@ def crowd(n: int, snapshot_max: int, per_batch: int, page_all: bool) -> tuple[in
         for out in outputs:
             if isinstance(out, Broadcast) and out.event.type == "presence-diff":
                 if "total" in out.event.data:
-                    diff = WindowedDiff(out.event.data)
+                    diff = WindowedDiff(out.event.data, chat.presence.order.key_of)
                     diff.send(cast(Any, members), chat.presence, diff.counts != counts[0])
                     counts[0] = diff.counts
                 else:
@@ -66,7 +66,7 @@ def crowd(n: int, snapshot_max: int, per_batch: int, page_all: bool) -> tuple[in
                         m.nbytes += size
 
     for i in range(n):
-        user = Identity(f"u_{i:016x}", f"User {i}")
+        user = Identity(f"u_{(i * 2654435761) % 2**64:016x}", f"User {i}")  # in no order
         peer = Peer(f"p_{i:016x}", user.user_id, user.user_name, "ws")
         fan_out(chat.connect(peer, now))
         members.append(_Member(peer.peer_id, user))

@@ -1,7 +1,7 @@
 """Large rooms over real sockets (protocol §8): a partial snapshot, paging, exact diffs.
 
 A server with ``PRESENCE_SNAPSHOT_MAX=5``: a newcomer to a room of more users gets
-the first five (in userId order) and itself, ``total``, ``online`` and a cursor;
+the first five (in join order) and itself, ``total``, ``online`` and a cursor;
 ``presence-page`` (a WebSocket message, or ``POST /api/presence-page`` for SSE)
 brings the rest, and the diffs, exact as ever, carry the counts.
 """
@@ -150,9 +150,9 @@ async def test_a_client_keeping_its_first_page_hears_of_that_page_and_the_counts
     keepers = [await open_peer(t, srv, await asession(srv.http, uniq(t))) for t in ("ws", "sse")]
     mark = {id(c): len(c.received) for c in [pager, *keepers]}
     for keeper in keepers:
-        cursor = keeper.presence["cursor"]
-        inside = next(c for c in crowd[:-1] if c.user.userId <= cursor)
-        outside = next(c for c in crowd[:-1] if c.user.userId > cursor)
+        page_ids = {u["userId"] for u in keeper.presence["users"]}  # its part: the first page
+        inside = next(c for c in crowd[:-1] if c.user.userId in page_ids)
+        outside = next(c for c in crowd[:-1] if c.user.userId not in page_ids)
         # a change beyond its page first, then one within it (a later batch or the same)
         await outside.send("media-state", {"camera": True, "mic": False, "screen": False})
         await pager.wait_until(
@@ -173,9 +173,8 @@ async def test_a_client_keeping_its_first_page_hears_of_that_page_and_the_counts
         mark[id(pager)] = len(pager.received)
 
     # someone beyond both pages leaves: the keepers hear the counts only
-    ws_keeper, sse_keeper = keepers
-    cut = min(ws_keeper.presence["cursor"], sse_keeper.presence["cursor"])
-    leaver = next(c for c in crowd[:-1] if c.user.userId > cut)
+    held = {u["userId"] for k in keepers for u in k.presence["users"]}
+    leaver = next(c for c in crowd[:-1] if c.user.userId not in held)
     online = {id(k): latest_online(k) for k in keepers}
     await leaver.close()
     for keeper in keepers:

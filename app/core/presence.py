@@ -24,23 +24,24 @@ Every change marks the user dirty; dirty users are flushed together at most
 every ``batch`` seconds as one ``presence-diff`` and one system message, so a
 crowd arriving at once costs the room a few events rather than one per pair.
 
-Large rooms (over ``snapshot_max`` users, protocol §8) are held in part: each
-peer holds the users up to some userId (its snapshot's first page, extended by
-the pages it fetched in order), ``held`` remembers where, and a diff tells a
-peer only of changes within what it holds, its own entry and the counts. A
-crowd of N joining then costs each member O(its window), not O(N), and the
-batch stretches to ``large_batch`` so the counts go out about once a second.
+Large rooms (over ``snapshot_max`` users, protocol §8) are held in part: the list
+is in join order (:mod:`.joinorder`), each peer holds it up to some user (its
+snapshot's first page, extended by the pages it fetched in order), ``held``
+remembers where, and a diff tells a peer only of changes within what it holds,
+its own entry and the counts. Newcomers sort last, so a crowd of N joining costs
+each member O(its page), not O(N), and the batch stretches to ``large_batch`` so
+the counts go out about once a second.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right, insort
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
 from typing import Any
 
 from .errors import ClientError
 from .facts import PeerCard
+from .joinorder import JoinOrder
 
 __all__ = ["Flush", "Peer", "Presence", "UserEntry", "summarize"]
 
@@ -155,11 +156,11 @@ class Presence:
         self._left: list[str] = []
         self._flush_at: float | None = None
         self._leaving: dict[str, float] = {}  # user_id → deadline; keeps ``expire`` O(leaving)
-        #: user ids, sorted: the paging order (a cursor is the last id of a page)
-        self.order: list[str] = []
+        #: a large room's list order (pages, what a tab holds): join order
+        self.order = JoinOrder()
         self.online = 0  # users with at least one peer
         self._counted = False  # the last flush carried the counts
-        #: large rooms: peer_id → the last userId of the part of the list that peer
+        #: large rooms: peer_id → the key of the last user of the part of the list it
         #: holds; absent: the whole list (a small room, a client that paged to the
         #: end, the legacy wire). Only this process's peers are ever entered.
         self.held: dict[str, str] = {}
@@ -186,7 +187,7 @@ class Presence:
         user = self.users.get(peer.user_id)
         if user is None:
             user = self.users[peer.user_id] = UserEntry(peer.user_id, peer.user_name)
-            insort(self.order, peer.user_id)
+            self.order.add(peer.user_id)
             if announce:
                 self._joined.append(peer.user_name)
         if not user.peers:
@@ -294,8 +295,12 @@ class Presence:
         """The pending batch, when its time has come (``batch == 0``: at once)."""
         if self._flush_at is None or now < self._flush_at:
             return None
-        upsert = [self.users[u].wire() for u in sorted(self._dirty) if u in self.users]
-        remove = [u for u in sorted(self._dirty) if u not in self.users]
+        # in list order (join order; the removed by their old keys): a tab's part is a prefix
+        key = self.order.key_of
+        dirty = sorted(self._dirty, key=lambda u: key(u) or "")
+        upsert = [self.users[u].wire() for u in dirty if u in self.users]
+        remove = [u for u in dirty if u not in self.users]
+        self.order.flushed()
         # the counts ride along above the threshold, and once more on the way back down
         big = len(self.users) > self.snapshot_max
         counts = (len(self.users), self.online) if big or self._counted else None
@@ -332,7 +337,7 @@ class Presence:
         raise ClientError("invalid", "several tabs are open: send X-Lastra-Peer")
 
     def hold(self, peer_id: str, upto: str | None) -> None:
-        """``peer_id`` was sent the list up to ``upto`` (a snapshot's cursor; None: all)."""
+        """``peer_id`` was sent the list up to key ``upto`` (a snapshot's cursor; None: all)."""
         if upto is None:
             self.held.pop(peer_id, None)
         else:
@@ -356,9 +361,7 @@ class Presence:
         return [u.wire() for u in self.users.values()]
 
     def _unorder(self, user_id: str) -> None:
-        i = bisect_right(self.order, user_id) - 1
-        if i >= 0 and self.order[i] == user_id:
-            del self.order[i]
+        self.order.remove(user_id)
 
     def snapshot_data(self) -> dict[str, Any]:
         """A newcomer's ``presence``: everyone, or in a large room the first page and the counts."""
@@ -367,19 +370,17 @@ class Presence:
         return self.page(None)
 
     def page(self, after: str | None, limit: int | None = None) -> dict[str, Any]:
-        """Up to ``limit`` users after ``after`` (in userId order), the counts, the next cursor.
+        """Up to ``limit`` users after ``after`` (in join order), the counts, the next cursor.
 
-        A cursor is the last userId of a page, so it stays valid whoever joins or
+        A cursor is the key of a page's last user, so it stays valid whoever joins or
         leaves meanwhile: the next page starts after it (changes since reach the
         client as diffs, which carry whole entries, so a user seen twice merges).
         """
         limit = self.snapshot_max if limit is None else limit
-        start = 0 if after is None else bisect_right(self.order, after)
-        ids = self.order[start : start + limit]
-        more = start + len(ids) < len(self.order)
+        ids, cursor = self.order.after(after, limit)
         return {
             "users": [self.users[u].wire() for u in ids],
             "total": len(self.users),
             "online": self.online,
-            "cursor": ids[-1] if more and ids else None,
+            "cursor": cursor,
         }

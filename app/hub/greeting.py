@@ -192,11 +192,10 @@ class Greeting:
             or (user is not None and base.versions.get(user_id, user.version) != user.version)
         ):
             self._prune()
-            ids = presence.order[: presence.snapshot_max]
+            ids, cursor = presence.order.after(None, presence.snapshot_max)
             head = b'{"type":"presence","data":{"users":[' + b",".join(
                 self._user_fragment(u) for u in ids
             )
-            cursor = ids[-1] if ids and len(presence.order) > len(ids) else None
             versions = {u: presence.users[u].version for u in ids}
             base = self._partial_base = _PartialBase(presence.generation, head, versions, cursor)
         own = b""

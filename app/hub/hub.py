@@ -375,7 +375,7 @@ class Hub:
 
     def broadcast_diff(self, data: dict[str, Any]) -> None:
         """A large room's ``presence-diff``: each connection gets what it holds (§8)."""
-        diff = WindowedDiff(data)
+        diff = WindowedDiff(data, self.core.presence.order.key_of)
         changed = diff.counts != self._diff_counts
         self._diff_counts = diff.counts
         diff.send(list(self.conns.values()), self.core.presence, changed)

@@ -1,8 +1,8 @@
 """A large room's ``presence-diff``, cut to what each connection holds (protocol §8).
 
-Above ``snapshot_max`` users a client holds the list only up to some userId (its
-snapshot's first page and the pages it fetched since, in order;
-``Presence.held``). A diff's entries are sorted by userId, so what a connection
+Above ``snapshot_max`` users a client holds the list (join order,
+:mod:`app.core.joinorder`) only up to some user (its snapshot's first page and the
+pages it fetched since, in order; ``Presence.held``). Sorted by list key, what a connection
 should see is a prefix of the upserts and of the removes, plus its own entry
 and the counts: connections that hold the same prefix share one encoded frame,
 and a connection whose prefix is empty gets the counts only when they changed.
@@ -14,7 +14,7 @@ Small rooms and clients that hold the whole list get the diff unchanged.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -30,14 +30,21 @@ __all__ = ["WindowedDiff"]
 class WindowedDiff:
     """Fans one large-room diff out, one frame per distinct window."""
 
-    __slots__ = ("_counts", "_frames", "_own", "_rem", "_tail", "_up", "_up_ids")
+    __slots__ = ("_counts", "_frames", "_own", "_rem", "_rem_keys", "_tail", "_up", "_up_ids")
 
-    def __init__(self, data: dict[str, Any]) -> None:
-        upsert: list[dict[str, Any]] = data.get("upsert") or []
-        self._up = [orjson.dumps(u) for u in upsert]
-        self._up_ids = [str(u.get("userId")) for u in upsert]
-        self._own = {uid: i for i, uid in enumerate(self._up_ids)}
-        self._rem: list[str] = sorted(data.get("remove") or [])
+    def __init__(self, data: dict[str, Any], key_of: Callable[[str], str | None]) -> None:
+        # in list order: an upsert of a user unknown here sorts past every tab's part
+        # (only whole-list tabs get it); an unknown removal sorts first (everyone gets it)
+        ups = sorted(
+            ((key_of(str(u.get("userId"))) or "\uffff", u) for u in data.get("upsert") or []),
+            key=lambda pair: pair[0],
+        )
+        self._up = [orjson.dumps(u) for _, u in ups]
+        self._up_ids = [k for k, _ in ups]
+        self._own = {str(u.get("userId")): i for i, (_, u) in enumerate(ups)}
+        rem = sorted((key_of(r) or "", r) for r in data.get("remove") or [])
+        self._rem_keys = [k for k, _ in rem]
+        self._rem: list[str] = [r for _, r in rem]
         self._counts = (int(data["total"]), int(data["online"]))
         self._tail = b'],"total":%d,"online":%d}}' % self._counts
         self._frames: dict[tuple[int, int, int], Frame] = {}
@@ -55,7 +62,7 @@ class WindowedDiff:
             else:
                 own = self._own.get(conn.identity.user_id, -1)
                 ku = bisect_right(self._up_ids, upto)
-                key = (ku, bisect_right(self._rem, upto), own if own >= ku else -1)
+                key = (ku, bisect_right(self._rem_keys, upto), own if own >= ku else -1)
                 if key == (0, 0, -1) and not counts_changed:
                     continue
             frame = self._frames.get(key)

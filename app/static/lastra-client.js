@@ -39,7 +39,7 @@
 //   *               (type, data, envelope) for everything
 //
 // Large rooms (protocol §8): above the server's LASTRA_PRESENCE_SNAPSHOT_MAX users, `presence`
-// holds the first page of the list (userId order, plus yourself) and {total, online, cursor},
+// holds the first page of the list (join order, plus yourself) and {total, online, cursor},
 // and the diffs carry only the changes within the part of the list this tab holds, plus the
 // counts. The client does not page by itself: a tab that held the whole list would be sent
 // every change in the room again (at 5,000 users, most of the server's presence traffic).

@@ -64,11 +64,12 @@ export class People {
 
   render() {
     const byName = (a, b) => String(a.userName).localeCompare(String(b.userName));
-    const byId = (a, b) => (a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0);
+    // a large room keeps the server's order (join order: pages append, newcomers come
+    // last), so a page adds rows at the bottom; the sort is stable
     const users = [...this.users.values()].sort((a, b) => {
       if (a.userId === this.me) return -1;
       if (b.userId === this.me) return 1;
-      return this.large ? byId(a, b) : byName(a, b);
+      return this.large ? 0 : byName(a, b);
     });
     const listed = users.filter((u) => (u.peers || []).length > 0).length;
     this.countEl.textContent = String(this.cursor !== null && this.online !== null ? this.online : listed);

@@ -111,7 +111,7 @@ export interface PresenceCounts {
 }
 
 export interface PresenceData extends PresenceCounts {
-  /** Everyone; in a large room the first page (userId order) and yourself. */
+  /** Everyone; in a large room the first page (join order) and yourself. */
   users: PresenceUser[];
   /**
    * Large room: where the next page starts (`null`: this was all). The client does not page

@@ -1,6 +1,6 @@
 """A large room in the bundled page (protocol §8): it lists what it holds and pages on demand.
 
-With ``PRESENCE_SNAPSHOT_MAX=5`` a newcomer to a room of 12 gets the first five users (userId
+With ``PRESENCE_SNAPSHOT_MAX=5`` a newcomer to a room of 12 gets the first five users (join
 order) and itself. The page must show the server's online count at once, list only that, and
 fetch the next page only when the list is scrolled to its end (or its "N more…" row is
 clicked, where IntersectionObserver is missing): paging everything would make the server send
@@ -84,10 +84,10 @@ def test_the_sidebar_lists_what_it_holds_and_pages_when_scrolled(
     more = page.get_by_test_id("people-more")
 
     me = page.evaluate("() => window.lastra.userId")
-    order = sorted([*members, me])
-    held = order[:MAX]  # the snapshot's page; the viewer is listed wherever it sorts
-    first = held if me in held else [*held, me]
-    beyond = [u for u in order[MAX:] if u != me]
+    order = [*members, me]  # join order: each member was ready before the next came
+    held = order[:MAX]  # the snapshot's page; the viewer, a newcomer, comes after it
+    first = [*held, me]
+    beyond = order[MAX:-1]
     inside = next(u for u in held if u != me)
     outside, leaver = beyond[-1], beyond[-2]
 
