@@ -63,6 +63,7 @@ def chat_config(settings: Settings, node: str = "local") -> ChatConfig:
         presence_batch=settings.presence_batch,
         presence_snapshot_max=settings.presence_snapshot_max,
         presence_batch_large=settings.presence_batch_large,
+        presence_page=settings.presence_page,
         heartbeat_interval=settings.heartbeat_interval,
         heartbeat_timeout=settings.heartbeat_timeout,
         history_limit=settings.history_limit,

@@ -70,13 +70,7 @@ class Chat(Replica):
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
-        self.presence = Presence(
-            config.presence_grace,
-            config.presence_batch,
-            config.node,
-            snapshot_max=config.presence_snapshot_max,
-            large_batch=config.presence_batch_large,
-        )
+        self.presence = Presence.from_config(config)
         self.bots: dict[str, Bot] = {b.name: b for b in bots or []}
         self._clock = clock
         # user_id → (name, expires_at, owned); only the owner broadcasts the expiry

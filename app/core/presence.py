@@ -39,6 +39,7 @@ from dataclasses import dataclass, field, fields
 from operator import attrgetter
 from typing import Any
 
+from .config import ChatConfig
 from .errors import ClientError
 from .facts import PeerCard
 from .joinorder import JoinOrder
@@ -136,9 +137,12 @@ class Presence:
         margin: float = 2.0,
         snapshot_max: int = 200,
         large_batch: float = 1.0,
+        page_size: int = 50,
     ) -> None:
         self.grace = grace
         self.snapshot_max = snapshot_max
+        #: a large room's pages (its snapshot's first one included): a sidebar's worth
+        self.page_size = max(1, min(page_size, snapshot_max))
         self.batch = batch
         self.large_batch = max(batch, large_batch)
         self.node = node
@@ -164,6 +168,17 @@ class Presence:
         #: holds; absent: the whole list (a small room, a client that paged to the
         #: end, the legacy wire). Only this process's peers are ever entered.
         self.held: dict[str, str] = {}
+
+    @classmethod
+    def from_config(cls, config: ChatConfig) -> Presence:
+        return cls(
+            config.presence_grace,
+            config.presence_batch,
+            config.node,
+            snapshot_max=config.presence_snapshot_max,
+            large_batch=config.presence_batch_large,
+            page_size=config.presence_page,
+        )
 
     def bump(self, user_id: str, *, silent: bool = True) -> None:
         """The user's entry changed: cached encodings of it are stale.
@@ -372,11 +387,9 @@ class Presence:
     def page(self, after: str | None, limit: int | None = None) -> dict[str, Any]:
         """Up to ``limit`` users after ``after`` (in join order), the counts, the next cursor.
 
-        A cursor is the key of a page's last user, so it stays valid whoever joins or
-        leaves meanwhile: the next page starts after it (changes since reach the
-        client as diffs, which carry whole entries, so a user seen twice merges).
+        A cursor (a page's last key) stays valid whoever joins or leaves meanwhile.
         """
-        limit = self.snapshot_max if limit is None else limit
+        limit = self.page_size if limit is None else limit
         ids, cursor = self.order.after(after, limit)
         return {
             "users": [self.users[u].wire() for u in ids],

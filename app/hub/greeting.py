@@ -192,7 +192,7 @@ class Greeting:
             or (user is not None and base.versions.get(user_id, user.version) != user.version)
         ):
             self._prune()
-            ids, cursor = presence.order.after(None, presence.snapshot_max)
+            ids, cursor = presence.order.after(None, presence.page_size)
             head = b'{"type":"presence","data":{"users":[' + b",".join(
                 self._user_fragment(u) for u in ids
             )
