@@ -197,10 +197,11 @@ class SqliteStore:
     # --------------------------------------------------------------- reads
 
     async def since(self, seq: int) -> list[Record] | None:
+        last = self._seq
+        if seq >= last:  # nothing missed (a restart storm's every client): no thread hop
+            return [] if seq == last else None
+
         def read(db: sqlite3.Connection) -> list[Record] | None:
-            last = self._seq
-            if seq >= last:
-                return [] if seq == last else None
             oldest = db.execute("SELECT MIN(seq) FROM events").fetchone()[0]
             if oldest is None or seq + 1 < oldest:
                 return None
