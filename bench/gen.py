@@ -906,9 +906,9 @@ WS_OPEN_TIMEOUT = 6.0  # from opening the socket to ``ready``, else the attempt 
 def reconnect_delay(attempt: int, quick: bool) -> float:
     """The wait before the next attempt, as ``_scheduleReconnect`` computes it.
 
-    ``attempt`` counts the attempts since the last ``ready`` (0 for the first), and keeps
-    counting through the quick ones: after a 1012 the 4th attempt waits up to
-    ``min(30 s, 1 s × 2^3)``. Full jitter: anything from 0 to the cap.
+    ``attempt`` counts the attempts since the last ``ready`` (0 for the first) that were
+    not quick ones (``_quickSpent`` is subtracted): after a 1012 the 4th attempt waits up
+    to ``min(30 s, 1 s × 2^0)``, the 5th up to 2 s. Full jitter: anything from 0 to the cap.
     """
     cap = min(MAX_RECONNECT_INTERVAL, RECONNECT_INTERVAL * (1 if quick else 2**attempt))
     return random.random() * cap
@@ -917,7 +917,7 @@ def reconnect_delay(attempt: int, quick: bool) -> float:
 class Storm:
     """A restart storm: every client the server closes comes back as the bundled client
     does (the constants above): after a 1012 (server restart) the first 3 attempts wait
-    ``random() × 1 s``, then attempt n waits ``random() × min(30 s, 1 s × 2^n)``; after
+    ``random() × 1 s``, then the n-th after them waits ``random() × min(30 s, 1 s × 2^n)``; after
     another close code the doubling applies from the first attempt, and a 4409 (slow
     consumer) comes straight back. An attempt fails when the connection is refused or
     reset, the handshake is refused, the socket closes before ``ready`` or ``ready`` takes
@@ -960,9 +960,10 @@ class Storm:
         w = self.w
         quick = QUICK_RETRIES_AFTER_1012 if old.close_code == 1012 else 0
         immediate = old.close_code == 4409
-        attempt = 0
+        attempt = spent = 0
         while attempt < RECONNECT_LIMIT:
-            delay = 0.0 if immediate else reconnect_delay(attempt, quick > 0)
+            delay = 0.0 if immediate else reconnect_delay(attempt - spent, quick > 0)
+            spent += quick > 0
             quick = max(0, quick - 1)
             immediate = False
             attempt += 1

@@ -15,7 +15,8 @@
 //   autoConnect        connect from the constructor (default true)
 //   reconnectLimit     attempts before giving up (default 20; Infinity allowed)
 //   reconnectInterval  backoff base in ms (default 1000); delay = random(0, min(30 s, base·2^n))
-//                      (after a 1012 server restart, the next 3: random(0, base))
+//                      (after a 1012 server restart, the next 3: random(0, base); the
+//                      doubling then starts over from base: n counts the later ones)
 //   heartbeatInterval  ping period in ms (default: the server's `ready.heartbeatInterval`)
 //   transport          'auto' (default, follow GET /api/transport) | 'ws' | 'sse'
 //   reportInterval     ms between `delivery-report`s of what this client measured (default
@@ -165,6 +166,7 @@ export class LastraClient {
     this.rtt = null;
     this.attempt = 0;
     this._quickRetries = 0; // attempts left in the short window after a 1012 (server restart)
+    this._quickSpent = 0; // quick attempts since the last ready (not counted by the doubling)
     this.presenceCursor = null; // a large room's next page; null: the list is whole
     this._pageWait = null; // the morePresence() request in flight: {link, cursor, ref, promise, resolve}
     this._pages = 0;
@@ -627,6 +629,7 @@ export class LastraClient {
     this.recovered = Boolean(data.recovered);
     this.attempt = 0;
     this._quickRetries = 0;
+    this._quickSpent = 0;
     this.error = null;
     this._authRetried = false;
     this._scheduleRefresh();
@@ -695,8 +698,11 @@ export class LastraClient {
       return;
     }
     const quick = this._quickRetries > 0;
-    if (quick) this._quickRetries -= 1;
-    const cap = Math.min(this.options.maxReconnectInterval, this.options.reconnectInterval * (quick ? 1 : 2 ** this.attempt));
+    if (quick) { this._quickRetries -= 1; this._quickSpent += 1; }
+    // the doubling starts after the quick window, not as if those attempts had backed off:
+    // a restart slower than the window costs 1, 2, 4 s more, not 8, 16, 30
+    const n = this.attempt - this._quickSpent;
+    const cap = Math.min(this.options.maxReconnectInterval, this.options.reconnectInterval * (quick ? 1 : 2 ** n));
     const delay = immediate ? 0 : Math.round(Math.random() * cap); // full jitter
     this.attempt += 1;
     this.nextRetryAt = Date.now() + delay;

@@ -384,7 +384,7 @@ export interface LastraClientOptions {
   autoConnect?: boolean;
   /** Attempts before giving up (default 20; `Infinity` allowed). */
   reconnectLimit?: number;
-  /** Backoff base in ms (default 1000); delay = random(0, min(maxReconnectInterval, base·2^n)). */
+  /** Backoff base in ms (default 1000); delay = random(0, min(maxReconnectInterval, base·2^n)); after a 1012: 3 within base, then n from 0. */
   reconnectInterval?: number;
   maxReconnectInterval?: number;
   /** Ping period in ms (default: the server's `ready.heartbeatInterval`). */
