@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     presence_grace: float = Field(5.0, ge=0)
     presence_batch: float = Field(0.25, ge=0)
     presence_snapshot_max: int = Field(200, ge=1, le=100_000)  # bigger rooms page (§8)
-    presence_batch_large: float = Field(1.0, ge=0, le=60)  # their diffs' batch (§8)
+    presence_batch_large: float = Field(0.5, ge=0, le=60)  # their diffs' batch (§8)
     presence_page: int = Field(50, ge=1, le=100_000)  # their pages (§8)
     max_message_bytes: int = Field(65536, ge=1024)
     sse_keepalive: float = Field(15.0, gt=0)

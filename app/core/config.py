@@ -49,7 +49,7 @@ class ChatConfig:
     #: above this many users a newcomer's ``presence`` is partial and the rest is paged
     presence_snapshot_max: int = 200
     presence_page: int = 50  # a large room's page: what a sidebar shows, not 200
-    presence_batch_large: float = 1.0  # a large room's batch: its counts ~once a second
+    presence_batch_large: float = 0.5  # a large room's batch: fewer, bigger diffs
     max_message_bytes: int = 65536
     rate_chat: Rate = field(default_factory=lambda: Rate(5, 20))
     rate_signal: Rate = field(default_factory=lambda: Rate(50, 200))

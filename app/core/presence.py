@@ -30,7 +30,7 @@ snapshot's first page, extended by the pages it fetched in order), ``held``
 remembers where, and a diff tells a peer only of changes within what it holds,
 its own entry and the counts. Newcomers sort last, so a crowd of N joining costs
 each member O(its page), not O(N), and the batch stretches to ``large_batch`` so
-the counts go out about once a second.
+the counts go out about twice a second.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ class Presence:
         node: str = "local",
         margin: float = 2.0,
         snapshot_max: int = 200,
-        large_batch: float = 1.0,
+        large_batch: float = 0.5,
         page_size: int = 50,
     ) -> None:
         self.grace = grace

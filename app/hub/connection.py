@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import uuid
+import os
 from collections.abc import Callable
 from typing import Final
 
@@ -110,7 +110,7 @@ class Connection:
         self._extra_bytes = 0
         self.address = ""  # the client's address, for the per-address cap
         self.peer = Peer(
-            "p_" + uuid.uuid4().hex[:16], identity.user_id, identity.user_name, transport
+            "p_" + os.urandom(8).hex(), identity.user_id, identity.user_name, transport
         )
         self._queue: list[Frame] = []
         self._pending: list[Frame] = []
