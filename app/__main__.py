@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 from importlib.metadata import version
 from types import FrameType
@@ -118,10 +117,6 @@ def main(argv: list[str] | None = None) -> None:
         access_log=False,  # it would print SSE URLs with their ?token=; we log connections
         log_config=None,  # keep our JSON logging (app.logs)
     )
-    # A server holds many long-lived objects per connection; with CPython's default
-    # gen-0 threshold (700) a crowd connecting triggers full collections of all of
-    # them (40-300 ms each at 5,000 connections). Collect young garbage less often.
-    gc.set_threshold(50_000, 20, 20)
     _Server(config, app.state.services.hub).run()
 
 
