@@ -119,6 +119,7 @@ class Settings(BaseSettings):
     ai_retries: int = Field(2, ge=0, le=10)  # retries before the first token only
     ai_context_messages: int = Field(10, ge=0, le=200)  # chat messages sent as context
     ai_seed: int | None = None  # seeds the offline provider and interjections
+    ai_interject_gap: float = Field(10.0, ge=0, le=3600)  # least s between two interjections
     ai_offline_delay: float = Field(0.03, ge=0, le=5)  # offline provider: pause per token
 
     # push notifications (ntfy-compatible; off unless NTFY_URL is set)

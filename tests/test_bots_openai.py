@@ -253,7 +253,7 @@ async def test_interjections_follow_shyness_never_twice_in_a_row(
     start: Callable[..., Server], fake: FakeOpenAI
 ) -> None:
     bots = {"chatty": bot_yaml("chatty", shyness=1.0), "sol": bot_yaml("sol")}
-    srv = start(bots=bots)
+    srv = start(bots=bots, AI_INTERJECT_GAP="0")  # (the gap has its own test)
     fake.respond = lambda request: Script(chunks=["*nods*"])
     ada = await join(srv)
     for text in ("first thought", "second thought", "third thought"):

@@ -359,7 +359,7 @@ def test_an_interjection_waits_in_line_at_most_once() -> None:
 
         eager = parse_personality(bot_yaml("eager", shyness=1.0), "eager.yaml")
         provider = Held(lambda p: [])
-        hub, bots = room(provider, CHATTY, eager, SOL)
+        hub, bots = room(provider, CHATTY, eager, SOL, interject_gap=0.0)
         for text in ("one", "two", "three", "four"):  # interjectors alternate
             hub.say("Ada", text)
             await asyncio.sleep(0)  # messages arrive apart: the speaker takes the first

@@ -113,6 +113,17 @@ def test_interjections_follow_shyness_and_never_come_twice_in_a_row() -> None:
     assert results == [[Wake("chatty", "interject")], []] * 3
 
 
+def test_after_an_interjection_none_follows_for_the_gap_but_mentions_do() -> None:
+    t = Triggers(bots(("a", 1.0, ()), ("b", 1.0, ())), random.Random(3), interject_gap=10.0)
+    assert t.on_message(user("m0"), everyone, now=100.0)[0].reason == "interject"
+    quiet = [t.on_message(user(f"m{i}"), everyone, now=100.0 + i) for i in range(1, 10)]
+    assert quiet == [[]] * 9  # a busy room: one unprompted reply per 10 s, not one per message
+    assert t.on_message(user("@a hi"), everyone, now=105.0) == [Wake("a", "mention")]
+    assert t.on_message(user("m10"), everyone, now=110.0)[0].reason == "interject"
+    t.reset()  # a clear forgets the gap too
+    assert t.on_message(user("m11"), everyone, now=110.5)[0].reason == "interject"
+
+
 def test_interjections_rotate_between_eager_bots() -> None:
     t = Triggers(bots(("a", 1.0, ()), ("b", 1.0, ())), random.Random(3))
     speakers = [t.on_message(user(f"m{i}"), everyone)[0].bot for i in range(8)]

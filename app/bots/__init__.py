@@ -53,6 +53,7 @@ def create_bots(settings: Settings, hub: Hub, personalities: list[Personality]) 
         enabled=enabled,
         context_messages=settings.ai_context_messages,
         rng=random.Random(settings.ai_seed),
+        interject_gap=settings.ai_interject_gap,
         history=history,
         notifier=notifier,
         audience=lambda: len(hub.conns),  # this process's fan-out: sets the delta interval

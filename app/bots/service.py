@@ -46,7 +46,7 @@ from app.core.messages import MAX_TEXT_CHARS
 from .ntfy import Notifier
 from .personality import Personality
 from .providers import Line, Prompt, Provider, ProviderError
-from .triggers import CHAIN_LIMIT, Triggers
+from .triggers import CHAIN_LIMIT, INTERJECT_GAP, Triggers
 from .turn import End, Turn, cancel_all, context_line, next_item
 
 __all__ = ["BotRoom", "History", "Room"]
@@ -91,6 +91,7 @@ class BotRoom:
         enabled: Callable[[str], bool],
         context_messages: int = 10,
         chain_limit: int = CHAIN_LIMIT,
+        interject_gap: float = INTERJECT_GAP,
         rng: random.Random | None = None,
         history: History | None = None,
         notifier: Notifier | None = None,
@@ -104,7 +105,9 @@ class BotRoom:
         self.provider = provider
         self._enabled = enabled
         self.context_messages = context_messages
-        self.triggers = Triggers(self.personalities.values(), rng or random.Random(), chain_limit)
+        self.triggers = Triggers(
+            self.personalities.values(), rng or random.Random(), chain_limit, interject_gap
+        )
         self._history = history
         self._notifier = notifier
         self.max_turns = max_turns
@@ -134,7 +137,7 @@ class BotRoom:
             self._lines.append(line)
             self._last_seq = max(self._last_seq, line.seq)
         asker = str(data.get("userName") or "someone")
-        for wake in self.triggers.on_message(data, self.is_enabled):
+        for wake in self.triggers.on_message(data, self.is_enabled, now=time.monotonic()):
             if len(self._turns) >= self.max_turns:
                 log.warning("too many bot replies in flight; %s stays silent", wake.bot)
                 break

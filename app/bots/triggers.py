@@ -10,7 +10,10 @@ Sans-I/O and deterministic given its random generator. The rules:
 - A user's message that mentions no bot may draw one *interjection*: each enabled
   bot, in random order, speaks up with probability ``shyness``. The bot that
   interjected on the previous user message sits this one out, so no bot
-  interjects twice in a row. Bots' messages never draw interjections.
+  interjects twice in a row, and after an interjection none follows for
+  ``interject_gap`` seconds (given ``now``): in a busy room shyness per message
+  would otherwise mean several unprompted replies a second, each a stream to
+  every member. Bots' messages never draw interjections.
 - System messages (joins, leaves) wake nobody.
 """
 
@@ -24,9 +27,10 @@ from typing import Any, Literal
 
 from .personality import Personality
 
-__all__ = ["CHAIN_LIMIT", "Mentions", "Triggers", "Wake"]
+__all__ = ["CHAIN_LIMIT", "INTERJECT_GAP", "Mentions", "Triggers", "Wake"]
 
 CHAIN_LIMIT = 4
+INTERJECT_GAP = 10.0  # least seconds between two unprompted replies in a room
 
 Reason = Literal["mention", "chain", "interject"]
 
@@ -69,8 +73,11 @@ class Triggers:
         personalities: Iterable[Personality],
         rng: random.Random,
         chain_limit: int = CHAIN_LIMIT,
+        interject_gap: float = INTERJECT_GAP,
     ) -> None:
         self._bots = {p.name: p for p in personalities}
+        self.interject_gap = interject_gap
+        self._quiet_until = float("-inf")  # no interjection before this ``now``
         self.mentions = Mentions(self._bots.values())
         self._rng = rng
         self.chain_limit = chain_limit
@@ -81,8 +88,11 @@ class Triggers:
         """The chat was cleared: forget the chain and the last interjector."""
         self.chain = 0
         self.last_interjector = None
+        self._quiet_until = float("-inf")
 
-    def on_message(self, data: dict[str, Any], enabled: Callable[[str], bool]) -> list[Wake]:
+    def on_message(
+        self, data: dict[str, Any], enabled: Callable[[str], bool], now: float | None = None
+    ) -> list[Wake]:
         """A chat message was committed; which bots should reply, in order."""
         kind = data.get("kind")
         text = data.get("text")
@@ -99,7 +109,12 @@ class Triggers:
             if mentioned:
                 self.last_interjector = None
                 return [Wake(name, "mention") for name in mentioned]
-            return self._interjection(enabled)
+            if now is not None and now < self._quiet_until:
+                return []
+            drawn = self._interjection(enabled)
+            if drawn and now is not None:
+                self._quiet_until = now + self.interject_gap
+            return drawn
         wakes: list[Wake] = []
         for name in mentioned:
             if self.chain >= self.chain_limit:
