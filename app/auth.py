@@ -16,6 +16,7 @@ import enum
 import hashlib
 import hmac
 import logging
+import math
 import secrets
 import time
 import uuid
@@ -143,7 +144,12 @@ class Tokens:
             except jwt.PyJWTError:
                 return None
         exp = claims.get("exp")  # (None if absent: PyJWT requires it, _claims does not)
-        if isinstance(exp, bool) or not isinstance(exp, (int, float)) or self._clock() >= exp:
+        if (
+            isinstance(exp, bool)
+            or not isinstance(exp, (int, float))
+            or not math.isfinite(exp)  # NaN never compares as expired, 1e400 never expires
+            or self._clock() >= exp
+        ):
             return None
         sub, name = claims.get("sub"), claims.get("name", claims.get("sub"))
         if not isinstance(sub, str) or not isinstance(name, str) or not sub or len(sub) > 128:

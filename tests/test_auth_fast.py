@@ -17,6 +17,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import time
 from typing import Any
 
@@ -61,6 +62,8 @@ class Reference:
             return None
         exp = claims["exp"]
         if isinstance(exp, bool) or not isinstance(exp, (int, float)) or exp <= NOW:
+            return None
+        if not math.isfinite(exp):  # (refused since: NaN never expired, 1e400 never would)
             return None
         sub, name = claims.get("sub"), claims.get("name", claims.get("sub"))
         if not isinstance(sub, str) or not isinstance(name, str) or not sub or len(sub) > 128:
@@ -370,9 +373,9 @@ def test_base64_and_segments() -> None:
 @pytest.mark.parametrize(
     "payload",
     [
-        b'{"sub":"u_ada","exp":1e400}',  # json: inf (accepted: it never expires); orjson: error
+        b'{"sub":"u_ada","exp":1e400}',  # json: inf (refused: it would never expire); orjson: error
         b'{"sub":"u_ada","exp":Infinity}',
-        b'{"sub":"u_ada","exp":NaN}',  # passes once, then its cache entry is refused
+        b'{"sub":"u_ada","exp":NaN}',  # refused: NaN compares as never expired
         b'\xef\xbb\xbf{"sub":"u_ada","exp":99999999999}',  # a BOM, which json skips
         b'{"sub":"\\ud800","exp":99999999999}',
         b'{"sub":"u_ada","exp":184467440737095516160000}',  # orjson: a float
@@ -381,6 +384,13 @@ def test_base64_and_segments() -> None:
 def test_json_that_only_python_reads_goes_to_pyjwt(payload: bytes) -> None:
     signed = b64(json.dumps(HS).encode()) + "." + b64(payload)
     assert_same(signed + "." + signature(signed))
+
+
+@pytest.mark.parametrize("payload", [b'{"sub":"u_ada","exp":1e400}', b'{"sub":"u_ada","exp":NaN}'])
+def test_an_exp_that_never_comes_is_refused(payload: bytes) -> None:
+    signed = b64(json.dumps(HS).encode()) + "." + b64(payload)
+    token = signed + "." + signature(signed)
+    assert Tokens(SECRET, 3600, clock=lambda: NOW).verify(token) is None
 
 
 def test_a_secret_pyjwt_refuses_refuses_every_token() -> None:
