@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 from importlib.metadata import version
 from types import FrameType
@@ -117,6 +118,10 @@ def main(argv: list[str] | None = None) -> None:
         access_log=False,  # it would print SSE URLs with their ?token=; we log connections
         log_config=None,  # keep our JSON logging (app.logs)
     )
+    # Full collections 10x rarer (gen-0 and gen-1 stay CPython's): a crowd connecting
+    # grows the heap, and each 25 % of growth ran a full collection of every connection's
+    # objects (~0.5 of 2.9 CPU-s for 5,000). Raising gen-0 instead stalled streaming rooms.
+    gc.set_threshold(700, 10, 100)
     _Server(config, app.state.services.hub).run()
 
 
