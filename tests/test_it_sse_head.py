@@ -15,35 +15,21 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from support.clients import (
-    SHARED_SETTINGS,
+    SERVE_PATHS,
     SseClient,
-    UvicornServer,
     aio,
     asession,
     async_http,
-    shared_server,
+    served_by,
 )
-from support.server import Server, free_port, server_env
-
-PATHS = ["python-m-app", "uvicorn-app-main"]
+from support.server import Server
 
 
-@pytest.fixture(scope="module", params=PATHS)
+@pytest.fixture(scope="module", params=SERVE_PATHS)
 def srv(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    if request.param == "python-m-app":
-        yield shared_server(tmp_path_factory)
-        return
-    data_dir = tmp_path_factory.mktemp("uvicorn-sse-head")
-    server = UvicornServer(
-        port=free_port(), env=server_env(data_dir, **SHARED_SETTINGS), data_dir=data_dir
-    )
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop(timeout=5)
+    yield from served_by(request.param, tmp_path_factory)
 
 
 async def _security_names(srv: Server) -> list[str]:

@@ -16,13 +16,14 @@ from pathlib import Path
 
 import pytest
 from support.clients import (
+    SERVE_PATHS,
     SHARED_SETTINGS,
     SseClient,
     UvicornServer,
     WsClient,
     aio,
     asession,
-    shared_server,
+    served_by,
     uniq,
 )
 from support.server import Server, free_port, server_env
@@ -30,25 +31,11 @@ from support.server import Server, free_port, server_env
 KEEPALIVE = float(SHARED_SETTINGS["SSE_KEEPALIVE"])
 
 
-PATHS = ["python-m-app", "uvicorn-app-main"]
-
-
-@pytest.fixture(scope="module", params=PATHS)
+@pytest.fixture(scope="module", params=SERVE_PATHS)
 def srv(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    if request.param == "python-m-app":
-        yield shared_server(tmp_path_factory)
-        return
-    data_dir = tmp_path_factory.mktemp("uvicorn-sse")
-    server = UvicornServer(
-        port=free_port(), env=server_env(data_dir, **SHARED_SETTINGS), data_dir=data_dir
-    )
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop(timeout=5)
+    yield from served_by(request.param, tmp_path_factory)
 
 
 def _server(path: str, data_dir: Path) -> Server:
@@ -83,7 +70,7 @@ async def test_resume_by_last_event_id_replays_exactly_what_was_missed(srv: Serv
     assert [c for c in replayed if c in missed] == missed, replayed
 
 
-@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("path", SERVE_PATHS)
 @aio
 async def test_shutdown_ends_every_stream_with_the_closing_lines(path: str, tmp_path: Path) -> None:
     server = _server(path, tmp_path)

@@ -10,16 +10,15 @@ keeps the tested minors, pyproject.toml's uvicorn range and the lock in step.
 
 from __future__ import annotations
 
-import ast
 import importlib
 import inspect
 import re
-import textwrap
 import tomllib
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from support.source import assigned_on_self
 
 from app.transports import uvicorn_direct
 
@@ -40,40 +39,12 @@ def _class(module: str, cls: str) -> type:
     return found
 
 
-def _assigned_on_self(cls: type) -> set[str]:
-    """Every ``self.<name> = …`` / ``self.<name>: T = …`` in the class and its bases."""
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        if klass is object or klass.__module__ == "builtins":
-            continue
-        try:
-            source = textwrap.dedent(inspect.getsource(klass))
-        except (OSError, TypeError):
-            continue
-        for node in ast.walk(ast.parse(source)):
-            targets: list[ast.expr] = []
-            if isinstance(node, ast.Assign):
-                targets = node.targets
-            elif isinstance(node, ast.AnnAssign | ast.AugAssign):
-                targets = [node.target]
-            for target in targets:
-                if (
-                    isinstance(target, ast.Attribute)
-                    and isinstance(target.value, ast.Name)
-                    and target.value.id == "self"
-                ):
-                    names.add(target.attr)
-            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-                names.add(node.target.id)  # a class-level annotation
-    return names
-
-
 @pytest.mark.parametrize(("module", "cls", "name", "shape"), SURFACE, ids=lambda v: str(v))
 def test_private_surface_is_still_there(module: str, cls: str, name: str, shape: str) -> None:
     klass = _class(module, cls)
     where = f"uvicorn {version('uvicorn')}: {module}.{cls}.{name}"
     if shape == "attr":
-        assert name in _assigned_on_self(klass), (
+        assert name in assigned_on_self(klass), (
             f"{where} is no longer assigned anywhere in the class: "
             "app/transports/uvicorn_direct.py reads or writes it"
         )

@@ -10,15 +10,13 @@ uvicorn leaves nothing in the protocol's dict.
 
 from __future__ import annotations
 
-import ast
 import asyncio
-import inspect
-import textwrap
 from typing import Any
 
 import pytest
 import uvicorn
 from support.clients import aio
+from support.source import assigned_on_self
 from uvicorn.protocols.http import flow_control, httptools_impl
 from uvicorn.server import ServerState
 
@@ -31,28 +29,9 @@ from app.transports.uvicorn_http import (
 )
 
 
-def _assigned_on_self(cls: type) -> set[str]:
-    """Every ``self.<name> = …`` / ``self.<name>: T = …`` in the class's own source."""
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(textwrap.dedent(inspect.getsource(cls)))):
-        targets: list[ast.expr] = []
-        if isinstance(node, ast.Assign):
-            targets = node.targets
-        elif isinstance(node, ast.AnnAssign | ast.AugAssign):
-            targets = [node.target]
-        for target in targets:
-            if (
-                isinstance(target, ast.Attribute)
-                and isinstance(target.value, ast.Name)
-                and target.value.id == "self"
-            ):
-                names.add(target.attr)
-    return names
-
-
 def test_every_attribute_uvicorn_assigns_has_a_slot() -> None:
     """A new one would bring the per-connection dict back; a gone one is a stale slot."""
-    assigned = _assigned_on_self(httptools_impl.HttpToolsProtocol)
+    assigned = assigned_on_self(httptools_impl.HttpToolsProtocol)
     assert sorted(assigned - set(UVICORN_HTTP_STATE)) == [], "add these to UVICORN_HTTP_STATE"
     assert sorted(set(UVICORN_HTTP_STATE) - assigned) == [], "uvicorn no longer assigns these"
 
@@ -66,7 +45,7 @@ def test_every_attribute_uvicorn_assigns_has_a_slot() -> None:
     ],
 )
 def test_what_bind_swaps_is_still_uvicorn_s(cls: type, name: str) -> None:
-    assert name in _assigned_on_self(cls), f"{cls.__name__}.{name} moved: HttpLink.bind swaps it"
+    assert name in assigned_on_self(cls), f"{cls.__name__}.{name} moved: HttpLink.bind swaps it"
 
 
 @aio

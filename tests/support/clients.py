@@ -36,6 +36,7 @@ from websockets.exceptions import ConnectionClosed
 
 __all__ = [
     "POST_ENDPOINTS",
+    "SERVE_PATHS",
     "TIMEOUT",
     "Reply",
     "Session",
@@ -50,6 +51,7 @@ __all__ = [
     "post",
     "room_users",
     "running_server",
+    "served_by",
     "server_factory",
     "session",
     "shared_server",
@@ -164,6 +166,27 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Server:
         _shared[0].start()
         atexit.register(_shared[0].stop, timeout=5)
     return _shared[0]
+
+
+SERVE_PATHS = ["python-m-app", "uvicorn-app-main"]
+"""The two documented ways to serve the app, as fixture params (see ``served_by``)."""
+
+
+def served_by(path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A module fixture's body: the shared ``python -m app`` server, or a
+    ``uvicorn app.main:app`` with the same settings, stopped afterwards."""
+    if path == "python-m-app":
+        yield shared_server(tmp_path_factory)
+        return
+    data_dir = tmp_path_factory.mktemp("uvicorn")
+    server = UvicornServer(
+        port=free_port(), env=server_env(data_dir, **SHARED_SETTINGS), data_dir=data_dir
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop(timeout=5)
 
 
 @contextlib.contextmanager
