@@ -20,12 +20,11 @@ from support.source import assigned_on_self
 from uvicorn.protocols.http import flow_control, httptools_impl
 from uvicorn.server import ServerState
 
-from app.transports.flush import DIRECT
+from app.transports.flush import DIRECT, LightEvent
 from app.transports.uvicorn_http import (
     UVICORN_HTTP_STATE,
     HttpLimits,
     LastraHttpProtocol,
-    _Signal,
 )
 
 
@@ -82,7 +81,7 @@ async def test_a_stream_through_uvicorn_leaves_the_protocol_without_a_dict() -> 
         body = await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 5)
         assert b"transfer-encoding: chunked" in body and b"data: one" in body, body
         assert b"data: two" in body and b": closed 1000 done" in body, body
-        assert seen["event"] == "_Signal"
+        assert seen["event"] == "LightEvent"
         assert len(protocols) == 1 and vars(protocols[0]) == {}, vars(protocols[0])
         writer.close()
         await writer.wait_closed()
@@ -94,7 +93,7 @@ async def test_a_stream_through_uvicorn_leaves_the_protocol_without_a_dict() -> 
 @aio
 async def test_the_light_event_behaves_as_asyncio_s() -> None:
     """What uvicorn does with it: a drain waits for resume_writing, receive for a body."""
-    signal = _Signal(True)
+    signal = LightEvent(True)
     assert await asyncio.wait_for(signal.wait(), 1)  # set: no wait
     signal.clear()
     waiters = [asyncio.ensure_future(signal.wait()) for _ in range(2)]

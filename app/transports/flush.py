@@ -30,7 +30,15 @@ from app.hub import Connection
 from app.metrics import Metrics
 from app.wire import SSE_KEEPALIVE, Frame
 
-__all__ = ["DIRECT", "DirectLink", "DirectSocket", "DirectStream", "Flusher", "offered"]
+__all__ = [
+    "DIRECT",
+    "DirectLink",
+    "DirectSocket",
+    "DirectStream",
+    "Flusher",
+    "LightEvent",
+    "offered",
+]
 
 #: the ASGI scope extension under which a server's protocol offers direct writes
 DIRECT = "lastra.direct"
@@ -196,3 +204,47 @@ class Flusher:
         if self._streams:
             loop = asyncio.get_running_loop()
             self._ticker = loop.call_later(self._keepalive / 2, self._tick)
+
+
+class LightEvent:
+    """``asyncio.Event``'s ``set``/``clear``/``is_set``/``wait``, without its deque.
+
+    An ``asyncio.Event`` makes a deque up front (about 700 bytes); uvicorn keeps two
+    per request (the cycle's ``message_event``, the flow control's writable event)
+    and one per WebSocket (its writable flag), which a connection holds for hours.
+    Waiters are rare here, so a list made on the first wait does.
+    """
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self, value: bool) -> None:
+        self._set = value
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        if not self._set:
+            self._set = True
+            waiters, self._waiters = self._waiters, None
+            for waiter in waiters or ():
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> bool:
+        if self._set:
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if self._waiters is not None and waiter in self._waiters:
+                self._waiters.remove(waiter)
+        return True

@@ -13,53 +13,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 
 from app.wire import Frame, sse_closed
 
-from .flush import DIRECT
+from .flush import DIRECT, LightEvent
 
 __all__ = ["UVICORN_HTTP_STATE", "HttpLimits", "HttpLink", "LastraHttpProtocol"]
-
-
-class _Signal:
-    """``asyncio.Event``'s ``set``/``clear``/``is_set``/``wait``, without its deque.
-
-    An ``asyncio.Event`` makes a deque up front (about 700 bytes); uvicorn keeps two
-    per request (the cycle's ``message_event``, the flow control's writable event),
-    which a stream would hold for hours. Waiters are rare here, so a list made on
-    the first wait does.
-    """
-
-    __slots__ = ("_set", "_waiters")
-
-    def __init__(self, value: bool) -> None:
-        self._set = value
-        self._waiters: list[asyncio.Future[None]] | None = None
-
-    def is_set(self) -> bool:
-        return self._set
-
-    def set(self) -> None:
-        if not self._set:
-            self._set = True
-            waiters, self._waiters = self._waiters, None
-            for waiter in waiters or ():
-                if not waiter.done():
-                    waiter.set_result(None)
-
-    def clear(self) -> None:
-        self._set = False
-
-    async def wait(self) -> bool:
-        if self._set:
-            return True
-        waiter = asyncio.get_running_loop().create_future()
-        if self._waiters is None:
-            self._waiters = []
-        self._waiters.append(waiter)
-        try:
-            await waiter
-        finally:
-            if self._waiters is not None and waiter in self._waiters:
-                self._waiters.remove(waiter)
-        return True
 
 
 class _Pipeline(list[Any]):
@@ -98,9 +54,9 @@ class HttpLink:
         self.ended = asyncio.get_running_loop().create_future()
         proto, cycle = self.proto, self.cycle
         proto.link = self
-        cycle.message_event = cast(asyncio.Event, _Signal(cycle.message_event.is_set()))
+        cycle.message_event = cast(asyncio.Event, LightEvent(cycle.message_event.is_set()))
         flow: Any = cycle.flow
-        flow._is_writable_event = _Signal(flow._is_writable_event.is_set())
+        flow._is_writable_event = LightEvent(flow._is_writable_event.is_set())
         if not proto.pipeline:
             proto.pipeline = cast(Any, _Pipeline())
         if cycle.disconnected:

@@ -17,7 +17,7 @@ from websockets.http11 import Request
 
 from app.wire import Frame
 
-from .flush import DIRECT
+from .flush import DIRECT, LightEvent
 
 __all__ = ["UVICORN_STATE", "LastraWebSocketProtocol"]
 
@@ -105,37 +105,6 @@ class _Inbox:
         return waiter
 
 
-class _Flag:
-    """``asyncio.Event`` for the writable flag, with no deque until someone waits."""
-
-    __slots__ = ("_on", "_waiters")
-
-    def __init__(self) -> None:
-        self._on = True
-        self._waiters: list[asyncio.Future[bool]] = []
-
-    def is_set(self) -> bool:
-        return self._on
-
-    def set(self) -> None:
-        self._on = True
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(True)
-
-    def clear(self) -> None:
-        self._on = False
-
-    async def wait(self) -> bool:
-        if self._on:
-            return True
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        await waiter
-        return True
-
-
 class LastraWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's ``websockets-sansio`` protocol plus synchronous pre-framed writes.
 
@@ -157,7 +126,7 @@ class LastraWebSocketProtocol(WebSocketsSansIOProtocol):
         super().__init__(config, server_state, app_state, _loop)
         self._inbox = _Inbox()
         _replace(self, "queue", self._inbox)
-        _replace(self, "writable", _Flag())
+        _replace(self, "writable", LightEvent(True))
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
