@@ -87,6 +87,8 @@ class Cluster:
                 hub.broadcast_diff(decode(text)["data"])  # a large room's: cut per client
             case FrameMessage(kind, text):
                 hub.broadcast(Frame(kind, text.encode(), None, None))
+                if kind == "presence-diff":  # the room is small again, by another's change
+                    hub.carry_out(hub.core.resync_held(), None)
             case SendMessage(peer_id, kind, text):
                 conn = hub.conns.get(peer_id)
                 if conn is not None:

@@ -313,12 +313,13 @@ class Hub:
 
     def _broadcast(self, event: Event, record: Record | None) -> None:
         """A ``Broadcast``: durable events (with ``seq``) from their stored bytes."""
-        if event.seq is None:
+        if event.type == "presence-diff" and "total" in event.data:
+            self.broadcast_diff(event.data)  # encoded per window; whole for other processes
+            if self.clustered:
+                self.broker.publish(FrameMessage(event.type, encode_event(event).text))
+        elif event.seq is None:
             frame = encode_event(event)
-            if event.type == "presence-diff" and "total" in event.data:
-                self.broadcast_diff(event.data)
-            else:
-                self.broadcast(frame)
+            self.broadcast(frame)
             if self.clustered:
                 self.broker.publish(FrameMessage(frame.type, frame.text))
         elif not self.clustered:  # shared store: every process delivers it from the tail
@@ -370,8 +371,6 @@ class Hub:
     def broadcast(self, frame: Frame) -> None:
         for conn in list(self.conns.values()):
             conn.push(frame)
-        if frame.type == "presence-diff" and self.core.presence.held:
-            self.carry_out(self.core.resync_held(), None)  # (another process's, room small)
 
     def broadcast_diff(self, data: dict[str, Any]) -> None:
         """A large room's ``presence-diff``: each connection gets what it holds (§8)."""
