@@ -9,7 +9,7 @@ from __future__ import annotations
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["CSP", "SecurityHeaders", "host_allowed", "refuse_host"]
+__all__ = ["CSP", "SecurityHeaders", "host_allowed", "refuse_host", "secured"]
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
@@ -35,13 +35,19 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.app(scope, receive, secured(send))
 
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = list(message.get("headers", [])) + HEADERS
-            await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+def secured(send: Send) -> Send:
+    """``send``, with :data:`HEADERS` added to the response start (the middleware's job,
+    also for handlers the app calls before it: ``app.transports.sse.serve``)."""
+
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), *HEADERS]
+        await send(message)
+
+    return send_with_headers
 
 
 def host_allowed(scope: Scope, allowed: list[str]) -> bool:

@@ -26,12 +26,13 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import HTTPConnection
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from app.core import ClientError, parse_data
 from app.core.messages import parse_ref
 from app.hub import Connection, Session
 from app.security import HEADERS as SECURITY_HEADERS
+from app.security import secured
 from app.wire import SSE_KEEPALIVE, SSE_RETRY, decode, sse_closed
 
 from . import legacy
@@ -141,16 +142,7 @@ async def serve(services: Services, scope: Scope, receive: Receive, send: Send) 
         response.raw_headers = _HEAD_SECURED
         await response(scope, receive, send)
     else:
-        await response(scope, receive, _secured(send))
-
-
-def _secured(send: Send) -> Send:
-    async def send_secured(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            message["headers"] = [*message.get("headers", ()), *SECURITY_HEADERS]
-        await send(message)
-
-    return send_secured
+        await response(scope, receive, secured(send))
 
 
 @router.get(PATH, response_model=None)
